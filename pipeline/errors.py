@@ -168,8 +168,7 @@ class FFmpegError(MediaError):
             f"{tool} exited with {returncode}: {stderr_tail}",
             UserText(
                 zh="视频文件无法解码，可能已损坏或格式不受支持。请换一个文件重试。",
-                en="The video could not be decoded: it may be damaged or in an unsupported format. "
-                "Try another file.",
+                en="The video could not be decoded: it may be damaged or in an unsupported format. Try another file.",
             ),
         )
         self.tool = tool

@@ -71,9 +71,9 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ids = []
         if getattr(record, "job_id", None):
-            ids.append(f"job={record.job_id}")
+            ids.append(f"job={record.__dict__['job_id']}")
         if getattr(record, "event_id", None):
-            ids.append(f"event={record.event_id}")
+            ids.append(f"event={record.__dict__['event_id']}")
         record.ids = (" [" + " ".join(ids) + "]") if ids else ""
         return super().format(record)
 
@@ -103,4 +103,3 @@ def configure_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[
     # Third-party loggers that would otherwise log request bodies or tracebacks of rejected events.
     for noisy, noisy_level in (("Lark", logging.CRITICAL), ("urllib3", logging.WARNING), ("httpx", logging.WARNING)):
         logging.getLogger(noisy).setLevel(noisy_level)
-

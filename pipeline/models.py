@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class UserText:
 # --------------------------------------------------------------------------------------------------
 
 
-class SourceKind(str, Enum):
+class SourceKind(StrEnum):
     """Kinds the pipeline fetches itself. ``bot/`` registers fetchers for further kinds (Feishu ones),
     so ``VideoSource.kind`` is a plain string, not this enum."""
 
@@ -84,7 +84,7 @@ class VideoSource:
         return cls(kind=SourceKind.LOCAL.value, locator=str(p), name=name or p.name)
 
 
-class ScreenshotMode(str, Enum):
+class ScreenshotMode(StrEnum):
     SCENES = "scenes"  # scene changes plus speech anchors (the default)
     INTERVAL = "interval"  # every N seconds
     TIMES = "times"  # at the given times
@@ -101,6 +101,54 @@ class ScreenshotPlan:
     interval_s: float | None = None
     times_s: tuple[float, ...] = ()
     max_shots: int = DEFAULT_MAX_SCREENSHOTS
+
+    @classmethod
+    def parse(cls, text: str, max_shots: int = DEFAULT_MAX_SCREENSHOTS) -> ScreenshotPlan:
+        """Parse ``scenes``, ``interval:N`` or ``times:T1,T2,...`` (seconds; ``mm:ss`` accepted too).
+
+        Raises ``InvalidOptionsError`` with a message for the user on anything else. Times past the end
+        of a video can only be judged once it is probed: ``pipeline.frames`` drops those with a note."""
+        from pipeline.errors import InvalidOptionsError
+
+        head, _, rest = text.strip().partition(":")
+        mode = head.strip().lower()
+        if mode == ScreenshotMode.SCENES.value and not rest.strip():
+            return cls(mode=ScreenshotMode.SCENES, max_shots=max_shots)
+        if mode == ScreenshotMode.INTERVAL.value:
+            interval = _parse_seconds(rest)
+            if interval is None or interval <= 0:
+                raise InvalidOptionsError(
+                    f"screenshot interval must be a number of seconds above 0, got {rest.strip()!r}",
+                    UserText(
+                        zh=f"截图间隔必须是大于 0 的秒数（收到：{rest.strip() or '空'}）。例如：间隔 10",
+                        en=f"The screenshot interval must be a number of seconds above 0 (got "
+                        f"{rest.strip() or 'nothing'}). For example: interval 10",
+                    ),
+                )
+            return cls(mode=ScreenshotMode.INTERVAL, interval_s=interval, max_shots=max_shots)
+        if mode == ScreenshotMode.TIMES.value:
+            parts = [p for p in rest.replace("，", ",").replace(" ", ",").split(",") if p.strip()]
+            times = [_parse_seconds(p) for p in parts]
+            bad = [p.strip() for p, t in zip(parts, times, strict=True) if t is None or t < 0]
+            if not parts or bad:
+                shown = ", ".join(bad) or "nothing"
+                raise InvalidOptionsError(
+                    f"screenshot times must be seconds >= 0, got {shown}",
+                    UserText(
+                        zh=f"截图时间必须是不小于 0 的秒数（有问题的：{shown}）。例如：截图 0,5,12.5",
+                        en=f"Screenshot times must be seconds, 0 or more (problem: {shown}). "
+                        "For example: times 0,5,12.5",
+                    ),
+                )
+            unique = tuple(sorted({t for t in times if t is not None}))
+            return cls(mode=ScreenshotMode.TIMES, times_s=unique[:max_shots], max_shots=max_shots)
+        raise InvalidOptionsError(
+            f"unknown screenshot mode {text.strip()!r}",
+            UserText(
+                zh=f"不认识的截图方式：{text.strip()}。可用：scenes（按场景）、interval:N（每 N 秒）、times:0,5,12.5",
+                en=f"Unknown screenshot mode: {text.strip()}. Use scenes, interval:N or times:0,5,12.5",
+            ),
+        )
 
     def describe(self) -> str:
         if self.mode is ScreenshotMode.INTERVAL:
@@ -193,6 +241,23 @@ class JobSpec:
             source_message_id=str(data.get("source_message_id", "")),
             rejected=tuple(UserText.from_dict(r) for r in data.get("rejected") or ()),
         )
+
+
+def _parse_seconds(text: str) -> float | None:
+    """``12.5`` or ``1:02.5`` or ``1:00:00`` -> seconds; None when it is not a time."""
+    parts = text.strip().split(":")
+    if not parts or len(parts) > 3 or not all(p.strip() for p in parts):
+        return None
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        return None
+    if any(v != v or v in (float("inf"), float("-inf")) for v in values):  # NaN / inf
+        return None
+    seconds = 0.0
+    for value in values:
+        seconds = seconds * 60 + value
+    return seconds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,7 +361,7 @@ class Transcript:
         }
 
 
-class ShotReason(str, Enum):
+class ShotReason(StrEnum):
     SCENE = "scene"
     SPEECH = "speech"
     INTERVAL = "interval"
@@ -310,7 +375,7 @@ class Screenshot:
     reason: ShotReason
 
 
-class VideoStatus(str, Enum):
+class VideoStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -400,7 +465,7 @@ class BatchResult:
 # --------------------------------------------------------------------------------------------------
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     """Where a job or a video is. Batch-level stages have ``video_index=None`` in events."""
 
     QUEUED = "queued"

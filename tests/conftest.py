@@ -9,6 +9,9 @@ import pytest
 
 from tests import media
 
+# Fixtures of the fakes (Feishu Open Platform, media server, FC async front) live beside them.
+pytest_plugins = ["tests.fakes.fixtures"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     missing = [tool for tool in ("ffmpeg", "ffprobe", "espeak-ng") if shutil.which(tool) is None]

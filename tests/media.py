@@ -49,7 +49,9 @@ def video(
     part = duration_s / len(scenes)
     inputs: list[str] = []
     for scene in scenes:
-        source = f"testsrc2=size={size}:rate={fps}" if scene == "testsrc2" else f"color=c={scene}:size={size}:rate={fps}"
+        source = (
+            f"testsrc2=size={size}:rate={fps}" if scene == "testsrc2" else f"color=c={scene}:size={size}:rate={fps}"
+        )
         inputs += ["-f", "lavfi", "-t", f"{part:.3f}", "-i", source]
     n = len(scenes)
     chain = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0,format=yuv420p"
