@@ -179,11 +179,11 @@ class FFmpegError(MediaError):
 class UnplayableMediaError(MediaError):
     code = "unplayable"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, detail_zh: str | None = None) -> None:
         super().__init__(
             detail,
             UserText(
-                zh=f"文件无法播放（{detail}）。请确认它是完整的视频文件。",
+                zh=f"文件无法播放（{detail_zh or detail}）。请确认它是完整的视频文件。",
                 en=f"The file cannot be played ({detail}). Make sure it is a complete video file.",
             ),
         )
