@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GIB = 1024**3
 
@@ -54,6 +55,11 @@ class PipelineSettings(BaseSettings):
     allow_private_urls: bool = Field(
         default=False,
         description="Allow links to loopback/private/internal addresses (tests and closed networks only).",
+    )
+    allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated CIDRs the address guard lets through (e.g. an internal media host's "
+        "10.8.0.0/16); everything else private stays blocked.",
     )
     max_video_bytes: int = Field(default=2 * GIB, gt=0, description="Size cap per video, enforced while streaming.")
     max_video_seconds: float = Field(default=4 * 3600.0, gt=0, description="Duration cap per video.")
@@ -118,6 +124,16 @@ class PipelineSettings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        # Parsed here so a typo reads "10.0.0.1/8 has host bits set", not a union's internals.
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(ip_network(item.strip()) if isinstance(item, str) else item for item in value)
+        return value
 
     @field_validator("data_dir", "work_dir", mode="after")
     @classmethod

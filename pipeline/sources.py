@@ -1,0 +1,486 @@
+"""Where videos come from: the source interface, its registry, and the pipeline's own fetchers.
+
+    SourceRegistry      source kind -> Fetcher; ``bot/`` registers its Feishu fetchers on the same one
+    UrlFetcher          "url": a direct link to a file, or a video page (Bilibili, YouTube, any page with
+                        a <video>) resolved with yt-dlp and then downloaded by ``pipeline.download``
+    LocalFetcher        "local": a file on this machine, for the CLI only (the bot never registers it)
+    VideoPageResolver   yt-dlp in "tell me, do not download" mode, every request it makes guarded
+
+Which links go to yt-dlp: those a site-specific yt-dlp extractor claims go there first; any other link is
+downloaded directly, and if it turns out to be a web page, the page is handed to yt-dlp (whose generic
+extractor finds <video> tags, embeds and players).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+import requests
+
+from pipeline.download import ByteProgress, DownloadPolicy, download, find_cause, transport_error
+from pipeline.errors import (
+    DownloadError,
+    NotAVideoError,
+    PipelineError,
+    SourceError,
+    TooLargeError,
+    TooLongError,
+    UnsupportedSourceError,
+)
+from pipeline.models import CancelToken, FetchedFile, SourceKind, UserText, VideoSource
+from pipeline.netguard import AddressGuard, guarded_session, open_following_redirects, require_http_url
+
+if TYPE_CHECKING:
+    from pipeline.config import PipelineSettings
+
+__all__ = [
+    "ByteProgress",
+    "Fetcher",
+    "LocalFetcher",
+    "PageMedia",
+    "SourceRegistry",
+    "UrlFetcher",
+    "VideoPageResolver",
+    "default_registry",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Fetcher(Protocol):
+    def fetch(
+        self, source: VideoSource, dest_dir: Path, *, on_bytes: ByteProgress | None, cancel: CancelToken
+    ) -> FetchedFile: ...
+
+
+class SourceRegistry:
+    """Fetchers by source kind. One registry serves a whole process; fetchers must be thread-safe."""
+
+    def __init__(self) -> None:
+        self._fetchers: dict[str, Fetcher] = {}
+
+    def register(self, kind: str, fetcher: Fetcher) -> None:
+        if kind in self._fetchers:
+            raise ValueError(f"a fetcher for source kind {kind!r} is already registered")
+        self._fetchers[kind] = fetcher
+
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._fetchers)
+
+    def fetch(
+        self,
+        source: VideoSource,
+        dest_dir: Path,
+        *,
+        on_bytes: ByteProgress | None = None,
+        cancel: CancelToken,
+    ) -> FetchedFile:
+        fetcher = self._fetchers.get(source.kind)
+        if fetcher is None:
+            raise UnsupportedSourceError(f"source kind {source.kind!r}")
+        cancel.raise_if_cancelled()
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        return fetcher.fetch(source, dest_dir, on_bytes=on_bytes, cancel=cancel)
+
+
+def default_registry(
+    settings: PipelineSettings, *, include_local: bool, session: requests.Session | None = None
+) -> SourceRegistry:
+    """The pipeline's fetchers: "url" always, "local" only when ``include_local`` (the CLI; never the bot,
+    so no message can make the server read its own files). ``session`` must come from
+    ``netguard.guarded_session``; by default one is built from the settings' guard."""
+    policy = DownloadPolicy.from_settings(settings)
+    session = session or guarded_session(AddressGuard.from_settings(settings))
+    pages = VideoPageResolver(session, policy, max_video_seconds=settings.max_video_seconds)
+    registry = SourceRegistry()
+    registry.register(SourceKind.URL.value, UrlFetcher(session, policy, pages=pages))
+    if include_local:
+        registry.register(SourceKind.LOCAL.value, LocalFetcher(max_bytes=settings.max_video_bytes))
+    return registry
+
+
+# --------------------------------------------------------------------------------------------------
+# Local files (CLI)
+# --------------------------------------------------------------------------------------------------
+
+
+class LocalFetcher:
+    """Returns the file where it is (no copy) once it is known to be a readable regular file."""
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+
+    def fetch(
+        self, source: VideoSource, dest_dir: Path, *, on_bytes: ByteProgress | None, cancel: CancelToken
+    ) -> FetchedFile:
+        del dest_dir  # used in place
+        cancel.raise_if_cancelled()
+        path = Path(source.locator).expanduser().absolute()
+        if not path.exists():
+            raise SourceError(
+                f"no such file: {path}",
+                UserText(zh=f"找不到文件：{path}。请检查路径。", en=f"No such file: {path}. Check the path."),
+            )
+        if not path.is_file():
+            raise NotAVideoError(
+                f"{path} is not a regular file",
+                UserText(
+                    zh=f"{path} 不是普通文件（可能是文件夹）。请给出视频文件的路径。",
+                    en=f"{path} is not a regular file (a folder?). Give the path of a video file.",
+                ),
+            )
+        if not os.access(path, os.R_OK):
+            raise SourceError(
+                f"{path} is not readable",
+                UserText(zh=f"没有权限读取 {path}。", en=f"No permission to read {path}."),
+            )
+        size = path.stat().st_size
+        if size == 0:
+            raise NotAVideoError(
+                f"{path} is empty",
+                UserText(zh=f"{path} 是空文件（0 字节）。", en=f"{path} is empty (0 bytes)."),
+            )
+        if size > self._max_bytes:
+            raise TooLargeError(size, self._max_bytes)
+        if on_bytes is not None:
+            on_bytes(size, size)
+        return FetchedFile(path=path, name=source.name or path.name, size_bytes=size)
+
+
+# --------------------------------------------------------------------------------------------------
+# Links
+# --------------------------------------------------------------------------------------------------
+
+
+class UrlFetcher:
+    def __init__(
+        self, session: requests.Session, policy: DownloadPolicy, *, pages: VideoPageResolver | None = None
+    ) -> None:
+        self._session = session
+        self._policy = policy
+        self._pages = pages
+
+    def fetch(
+        self, source: VideoSource, dest_dir: Path, *, on_bytes: ByteProgress | None, cancel: CancelToken
+    ) -> FetchedFile:
+        url = require_http_url(source.locator)
+        pages = self._pages
+        if pages is not None and pages.claims(url):
+            return self._from_page(pages, url, dest_dir, on_bytes=on_bytes, cancel=cancel)
+        return download(
+            url,
+            dest_dir,
+            session=self._session,
+            policy=self._policy,
+            cancel=cancel,
+            on_bytes=on_bytes,
+            on_web_page=None
+            if pages is None
+            else functools.partial(self._from_page, pages, dest_dir=dest_dir, on_bytes=on_bytes, cancel=cancel),
+        )
+
+    def _from_page(
+        self,
+        pages: VideoPageResolver,
+        page_url: str,
+        dest_dir: Path,
+        *,
+        on_bytes: ByteProgress | None,
+        cancel: CancelToken,
+    ) -> FetchedFile:
+        cancel.raise_if_cancelled()
+        media = pages.resolve(page_url)
+        cancel.raise_if_cancelled()
+        fetched = download(
+            media.url,
+            dest_dir,
+            session=self._session,
+            policy=self._policy,
+            cancel=cancel,
+            on_bytes=on_bytes,
+            headers=media.headers,
+            file_name=media.file_name,
+        )
+        return dataclasses.replace(fetched, name=media.title or fetched.name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Video pages (yt-dlp)
+# --------------------------------------------------------------------------------------------------
+
+# One file with both audio and video over plain http(s): no merging, no HLS/DASH segments.
+SINGLE_FILE_FORMAT = "best[protocol^=http][protocol!*=dash]"
+
+
+@dataclass(frozen=True)
+class PageMedia:
+    """The media file yt-dlp found behind a page, and what downloading it needs."""
+
+    url: str
+    headers: Mapping[str, str]
+    title: str
+    ext: str
+    duration_s: float | None = None
+
+    @property
+    def file_name(self) -> str:
+        # A title is not a path: "Q3/Q4 review" must not lose its first half to the path-stripping.
+        title = self.title.replace("/", "_").replace("\\", "_")
+        return f"{title or 'video'}.{self.ext or 'mp4'}"
+
+
+class VideoPageResolver:
+    """Asks yt-dlp what video a page holds (``download=False``): yt-dlp downloads nothing itself, writes
+    no cache, prints nothing, and sends every request through the guarded session."""
+
+    def __init__(self, session: requests.Session, policy: DownloadPolicy, *, max_video_seconds: float) -> None:
+        self._session = session
+        self._policy = policy
+        self._max_video_seconds = max_video_seconds
+
+    def claims(self, url: str) -> bool:
+        """Whether a site-specific yt-dlp extractor (not the generic one) handles this link."""
+        return any(extractor.suitable(url) for extractor in _site_extractors())
+
+    def resolve(self, url: str) -> PageMedia:
+        youtube_dl = _guarded_youtube_dl_class()
+        with youtube_dl(self._params(), session=self._session, connect_timeout_s=self._policy.connect_timeout_s) as ydl:
+            try:
+                info = ydl.extract_info(url, download=False)
+            except Exception as exc:  # yt-dlp raises its own DownloadError around the real cause
+                raise _page_failure(exc, url, self._policy) from exc
+            entry = _first_video(info)
+            if entry is None or not entry.get("url"):
+                raise _no_video(url)
+            media_url = str(entry["url"])
+            headers = {str(k): str(v) for k, v in (entry.get("http_headers") or {}).items()}
+            cookies = ydl.cookiejar.get_cookies_for_url(media_url)
+            if cookies:
+                headers["Cookie"] = "; ".join(f"{c.name}={c.value}" for c in cookies)
+        self._check_limits(entry)
+        return PageMedia(
+            url=media_url,
+            headers=headers,
+            title=str(entry.get("title") or ""),
+            ext=str(entry.get("ext") or ""),
+            duration_s=_float_or_none(entry.get("duration")),
+        )
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "quiet": True,
+            "no_warnings": True,
+            "noprogress": True,
+            "logger": _YTDLP_LOG,
+            "color": "no_color",
+            "cachedir": False,
+            "noplaylist": True,
+            "playlistend": 1,
+            "skip_download": True,
+            "format": SINGLE_FILE_FORMAT,
+            "check_formats": False,
+            "socket_timeout": self._policy.read_timeout_s,
+            "proxy": "",  # the guard must see the real destination
+            "extractor_retries": 1,
+        }
+
+    def _check_limits(self, entry: Mapping[str, Any]) -> None:
+        if entry.get("is_live") or entry.get("live_status") == "is_live":
+            raise NotAVideoError(
+                "the page is a live stream",
+                UserText(
+                    zh="这是正在进行的直播，无法分析。请在直播结束、生成回放后发送回放链接。",
+                    en="This is a live stream and cannot be analysed. Send the replay's link once it ends.",
+                ),
+            )
+        duration = _float_or_none(entry.get("duration"))
+        if duration is not None and duration > self._max_video_seconds:
+            raise TooLongError(duration, self._max_video_seconds)
+        size = _float_or_none(entry.get("filesize") or entry.get("filesize_approx"))
+        if size is not None and size > self._policy.max_bytes:
+            raise TooLargeError(int(size), self._policy.max_bytes)
+
+
+class _YtdlpLog:
+    """yt-dlp's messages go to our log at debug level: failures surface as our own errors instead."""
+
+    def debug(self, message: str) -> None:
+        log.debug("yt-dlp: %s", message)
+
+    info = warning = error = debug
+
+
+_YTDLP_LOG = _YtdlpLog()
+
+
+@functools.cache
+def _site_extractors() -> tuple[Any, ...]:
+    from yt_dlp.extractor import gen_extractor_classes
+
+    return tuple(ie for ie in gen_extractor_classes() if ie.ie_key() != "Generic")
+
+
+@functools.cache
+def _guarded_youtube_dl_class() -> type[Any]:
+    """A ``YoutubeDL`` whose only request handler sends through our guarded session (built on first use
+    so that importing this module does not import yt-dlp)."""
+    from yt_dlp import YoutubeDL
+    from yt_dlp.networking.common import RequestHandler, Response
+    from yt_dlp.networking.exceptions import HTTPError, TransportError
+
+    class RequestsResponse(Response):  # type: ignore[misc]
+        def __init__(self, response: requests.Response) -> None:
+            super().__init__(
+                fp=response.raw,
+                url=response.url,
+                headers=response.headers,
+                status=response.status_code,
+                reason=response.reason,
+            )
+            self._response = response
+
+        def read(self, amt: int | None = None) -> bytes:
+            try:
+                data: bytes = self.fp.read(amt, decode_content=True)
+            except Exception as exc:
+                raise TransportError(cause=exc) from exc
+            return data
+
+        def close(self) -> None:
+            self._response.close()
+            super().close()
+
+    class GuardedRH(RequestHandler):  # type: ignore[misc]  # yt-dlp wants the "RH" suffix
+        _SUPPORTED_URL_SCHEMES = ("http", "https")
+        _SUPPORTED_PROXY_SCHEMES = ()
+        _SUPPORTED_FEATURES = ()
+
+        def __init__(self, *, session: requests.Session, connect_timeout_s: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._session = session
+            self._connect_timeout_s = connect_timeout_s
+
+        def _check_extensions(self, extensions: dict[str, Any]) -> None:
+            super()._check_extensions(extensions)
+            for handled in ("cookiejar", "timeout", "legacy_ssl", "keep_header_casing"):
+                extensions.pop(handled, None)
+
+        def _send(self, request: Any) -> RequestsResponse:
+            try:
+                response = open_following_redirects(
+                    self._session,
+                    request.url,
+                    method=request.method,
+                    headers=self._get_headers(request),
+                    data=request.data,
+                    cookies=self._get_cookiejar(request),
+                    timeout=(self._connect_timeout_s, self._calculate_timeout(request)),
+                )
+            # yt-dlp treats anything but its own errors as a handler bug and tries the next handler,
+            # so a refusal is wrapped; its cause is found again by _page_failure.
+            except (PipelineError, requests.RequestException) as exc:
+                raise TransportError(str(exc), cause=exc) from exc
+            result = RequestsResponse(response)
+            if not 200 <= response.status_code < 300:
+                raise HTTPError(result)
+            return result
+
+    class GuardedYoutubeDL(YoutubeDL):  # type: ignore[misc]
+        def __init__(self, params: dict[str, Any], *, session: requests.Session, connect_timeout_s: float) -> None:
+            # Set before YoutubeDL.__init__, which may already build the request director.
+            self._guarded_handler = functools.partial(GuardedRH, session=session, connect_timeout_s=connect_timeout_s)
+            super().__init__(params)
+
+        def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
+            del handlers  # yt-dlp's own handlers (urllib, requests, curl_cffi...) would bypass the guard
+            return super().build_request_director([self._guarded_handler], preferences)
+
+    return GuardedYoutubeDL
+
+
+def _first_video(info: Any) -> Mapping[str, Any] | None:
+    if not isinstance(info, Mapping):
+        return None
+    if info.get("_type") in ("playlist", "multi_video"):
+        for entry in info.get("entries") or ():
+            found = _first_video(entry)
+            if found is not None:
+                return found
+        return None
+    return info
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _no_video(url: str) -> NotAVideoError:
+    return NotAVideoError(
+        f"no downloadable video found on {url}",
+        UserText(
+            zh="这个网页里没有机器人能读取的视频。请发送视频文件，或视频本身的链接。",
+            en="This web page has no video the bot can read. Send the video file or a link to the video itself.",
+        ),
+    )
+
+
+def _page_failure(exc: Exception, url: str, policy: DownloadPolicy) -> PipelineError:
+    from yt_dlp.networking.exceptions import HTTPError, TransportError
+    from yt_dlp.utils import UnsupportedError
+
+    ours = find_cause(exc, PipelineError)
+    if ours is not None:
+        return ours
+    request_error = find_cause(exc, requests.RequestException)
+    if request_error is not None:
+        return transport_error(request_error, url, policy)
+    host = urlsplit(url).hostname or url
+    http_error = find_cause(exc, HTTPError)
+    if http_error is not None:
+        status = int(http_error.status)
+        return DownloadError(
+            f"HTTP {status} while reading the video page {host}",
+            status=status,
+            retryable=status in (408, 429) or status >= 500,
+        )
+    if find_cause(exc, UnsupportedError) is not None:
+        return _no_video(url)
+    reason = " ".join(str(exc).removeprefix("ERROR: ").split())[:300]
+    if "Requested format is not available" in reason:
+        return NotAVideoError(
+            f"{host} offers this video only as a segmented stream",
+            UserText(
+                zh="这个视频只以分段流（HLS/DASH）的形式提供，机器人无法下载成单个文件。请直接发送视频文件。",
+                en="This video is only offered as a segmented stream (HLS/DASH), which the bot cannot save as "
+                "one file. Send the video file instead.",
+            ),
+        )
+    if find_cause(exc, TransportError) is not None:
+        return DownloadError(
+            f"could not reach {host}: {reason}",
+            retryable=True,
+            user_message=UserText(
+                zh=f"无法连接视频网站 {host}。请稍后点“重试失败项”。",
+                en=f"Could not reach the video site {host}. Try again later with “Retry failed”.",
+            ),
+        )
+    return DownloadError(
+        f"yt-dlp could not read {url}: {reason}",
+        user_message=UserText(
+            zh=f"无法从视频网站 {host} 获取视频（{reason}）。"
+            "视频可能需要登录、已删除或地区受限；可以直接发送视频文件。",
+            en=f"Could not get the video from {host} ({reason}). It may need a login, be deleted or "
+            "region-locked; you can send the video file instead.",
+        ),
+    )
