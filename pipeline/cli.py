@@ -1,0 +1,233 @@
+"""``video-insight``: analyse videos on your own machine, with the same pipeline as the bot.
+
+    video-insight analyze SOURCE [SOURCE ...] --out DIR [--asr funasr|whisper]
+                          [--screenshots scenes|interval:N|times:T1,T2] [--language LANG]
+
+SOURCE is an http(s) link (a media file or a video page) or a local file. Exit status: 0 when the
+batch ran (a video that failed is reported in the results, not by the exit status), 2 for unusable
+arguments or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.config import ConfigError, PipelineSettings
+from pipeline.errors import InvalidOptionsError
+from pipeline.logs import configure_logging
+from pipeline.models import (
+    AnalysisOptions,
+    BatchResult,
+    ProgressEvent,
+    ScreenshotPlan,
+    Stage,
+    VideoSource,
+    VideoStatus,
+)
+from pipeline.workspace import Workspace
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+STAGE_LABELS = {
+    Stage.DOWNLOADING: "downloading",
+    Stage.PROBING: "reading metadata",
+    Stage.AUDIO: "extracting audio",
+    Stage.TRANSCRIBING: "transcribing",
+    Stage.SCREENSHOTS: "taking screenshots",
+    Stage.OUTPUTS: "writing files",
+    Stage.DONE: "done",
+    Stage.FAILED: "failed",
+    Stage.CANCELLED: "cancelled",
+}
+
+
+class UsageError(Exception):
+    """An argument we cannot use; the message says which and why."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="video-insight", description="Analyse videos: transcript, screenshots, subtitles."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    analyze = commands.add_parser("analyze", help="analyse one or more videos")
+    analyze.add_argument("sources", nargs="+", metavar="SOURCE", help="http(s) link or local file")
+    analyze.add_argument("--out", required=True, type=Path, help="directory for the results")
+    analyze.add_argument("--asr", choices=("funasr", "whisper"), help="speech engine (default: ASR_BACKEND)")
+    analyze.add_argument(
+        "--screenshots",
+        default=None,
+        metavar="PLAN",
+        help="scenes (default), interval:N (every N seconds) or times:T1,T2,... (seconds)",
+    )
+    analyze.add_argument("--max-screenshots", type=int, default=None, metavar="N", help="cap per video")
+    analyze.add_argument("--language", default=None, help="language hint for the speech engine, e.g. zh or en")
+    analyze.add_argument("--name", default=None, help="a name for this batch (shown in results)")
+    analyze.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    return parser
+
+
+def parse_sources(values: Sequence[str]) -> list[VideoSource]:
+    sources = []
+    for value in values:
+        if value.startswith(("http://", "https://")):
+            sources.append(VideoSource.url(value))
+        elif "://" in value:
+            raise UsageError(f"{value}: only http(s) links and local files are supported")
+        else:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise UsageError(f"{value}: no such file")
+            sources.append(VideoSource.local(path.resolve()))
+    return sources
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        overrides = {"asr_backend": args.asr} if args.asr else {}
+        settings = PipelineSettings.load(**overrides)
+        configure_logging("WARNING" if not args.quiet else "ERROR", settings.log_format)
+        sources = parse_sources(args.sources)
+        max_shots = args.max_screenshots or settings.max_screenshots
+        if max_shots < 1:
+            raise UsageError("--max-screenshots must be at least 1")
+        plan = ScreenshotPlan.parse(args.screenshots or settings.screenshot_mode, max_shots=max_shots)
+    except (ConfigError, UsageError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return EXIT_USAGE
+    except InvalidOptionsError as exc:
+        console.print(f"[red]error:[/red] {exc.user_message.en}")
+        return EXIT_USAGE
+
+    options = AnalysisOptions(screenshots=plan, language=args.language, task_name=args.name)
+    batch = run_batch(settings, sources, options, args.out.expanduser().resolve(), console, quiet=args.quiet)
+    print_summary(batch, Console())
+    return EXIT_OK
+
+
+def run_batch(
+    settings: PipelineSettings,
+    sources: Sequence[VideoSource],
+    options: AnalysisOptions,
+    out_dir: Path,
+    console: Console,
+    *,
+    quiet: bool = False,
+) -> BatchResult:
+    # Imported here so `video-insight --help` stays instant.
+    from pipeline.analyze import Analyzer
+    from pipeline.sources import default_registry
+
+    analyzer = Analyzer(settings, default_registry(settings, include_local=True))
+    workspace = Workspace(settings.work_dir / f"cli-{secrets.token_hex(6)}").create()
+    show = not quiet and console.is_terminal
+    try:
+        if show:
+            with _ProgressDisplay(console, sources) as display:
+                return analyzer.analyze_batch(
+                    sources, options, out_dir=out_dir, scratch_dir=workspace.root, on_progress=display.update
+                )
+        return analyzer.analyze_batch(
+            sources,
+            options,
+            out_dir=out_dir,
+            scratch_dir=workspace.root,
+            on_progress=None if quiet else _LineReporter(console, sources).update,
+        )
+    finally:
+        workspace.remove()
+
+
+class _ProgressDisplay:
+    """One bar per video on a terminal."""
+
+    def __init__(self, console: Console, sources: Sequence[VideoSource]) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[stage]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self._tasks: list[TaskID] = [
+            self._progress.add_task(_short(s.display_name), total=1.0, stage="queued") for s in sources
+        ]
+
+    def __enter__(self) -> _ProgressDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, event: ProgressEvent) -> None:
+        if event.video_index is None:
+            return
+        task = self._tasks[event.video_index]
+        label = STAGE_LABELS.get(event.stage, event.stage.value)
+        if event.stage in (Stage.DONE, Stage.FAILED, Stage.CANCELLED):
+            self._progress.update(task, completed=1.0, stage=label)
+            return
+        order = list(STAGE_LABELS).index(event.stage) if event.stage in STAGE_LABELS else 0
+        within = event.fraction or 0.0
+        self._progress.update(task, completed=min(0.99, (order + within) / 6), stage=label)
+
+
+class _LineReporter:
+    """Stage changes as plain lines when the output is not a terminal (logs, CI, `make demo | tee`)."""
+
+    def __init__(self, console: Console, sources: Sequence[VideoSource]) -> None:
+        self._console = console
+        self._names = [_short(s.display_name) for s in sources]
+        self._last: dict[int, Stage] = {}
+
+    def update(self, event: ProgressEvent) -> None:
+        index = event.video_index
+        if index is None or self._last.get(index) is event.stage:
+            return
+        self._last[index] = event.stage
+        label = STAGE_LABELS.get(event.stage, event.stage.value)
+        self._console.print(f"[{index + 1}/{event.video_count}] {self._names[index]}: {label}", highlight=False)
+
+
+def print_summary(batch: BatchResult, console: Console) -> None:
+    table = Table(title=f"{batch.ok_count} ok, {batch.failed_count} failed, {len(batch.videos)} in all")
+    for column in ("#", "video", "status", "length", "language", "sentences", "shots", "time", "note"):
+        table.add_column(column, overflow="fold")
+    for video in batch.videos:
+        media = video.media
+        transcript = video.transcript
+        note = video.failure.message.en if video.failure else "; ".join(n.en for n in video.notes)
+        table.add_row(
+            str(video.index + 1),
+            _short(video.title, 40),
+            {"ok": "[green]ok[/green]", "failed": "[red]failed[/red]"}.get(video.status.value, video.status.value),
+            f"{media.duration_s:.1f}s" if media else "-",
+            transcript.language if transcript else "-",
+            str(len(transcript.segments)) if transcript else "-",
+            str(len(video.screenshots)),
+            f"{video.processing_s:.1f}s",
+            note,
+        )
+    console.print(table)
+    console.print(f"Results: {batch.out_dir}")
+    if batch.results_xlsx:
+        console.print(f"  spreadsheet: {batch.results_xlsx}")
+    if batch.results_json:
+        console.print(f"  JSON:        {batch.results_json}")
+    if any(v.status is VideoStatus.FAILED for v in batch.videos):
+        console.print("Some videos failed: the reasons are in the table above and in results.json.")
+
+
+def _short(text: str, limit: int = 32) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
