@@ -313,6 +313,17 @@ class JobStore:
             if cursor.rowcount != 1:
                 raise JobNotFoundError(job_id)
 
+    def save_result(self, job_id: str, result: dict[str, Any]) -> None:
+        """Save what a running job has produced so far (a checkpoint: say, the results table it
+        created), so a job resumed after a restart carries on from it instead of doing it twice."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET result = ?, updated_at = ? WHERE id = ?",
+                (_dumps(result), self._clock(), job_id),
+            )
+            if cursor.rowcount != 1:
+                raise JobNotFoundError(job_id)
+
     def set_card_message(self, job_id: str, message_id: str) -> None:
         with self._transaction() as db:
             cursor = db.execute(
@@ -332,7 +343,7 @@ class JobStore:
     ) -> Job:
         """Record a terminal status. The first terminal status wins: finishing a job that is already
         DONE/FAILED/CANCELLED changes nothing and returns it as it is (so a late writer never turns a
-        cancelled job into a done one)."""
+        cancelled job into a done one). Without ``result`` the last saved one is kept."""
         return self.try_finish(job_id, status, result=result, error=error)[0]
 
     def try_finish(
@@ -358,7 +369,7 @@ class JobStore:
                 "UPDATE jobs SET status = ?, result = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
                 (
                     status.value,
-                    _dumps(result or {}),
+                    _dumps(result if result is not None else job.result),
                     _dumps(error) if error is not None else None,
                     now,
                     now,

@@ -375,3 +375,16 @@ def test_a_closed_store_says_so(db_path: Path) -> None:
     s.close()  # twice is fine
     with pytest.raises(RuntimeError, match="closed"):
         s.get("j-x")
+
+
+def test_save_result_checkpoints_a_running_job_and_finish_keeps_it(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "state.sqlite3")
+    job, _ = store.create(JobSpec(sources=(VideoSource.url("https://example.com/a.mp4"),)))
+    store.claim(job.id)
+    store.save_result(job.id, {"app_token": "bas1", "table_id": "tbl1"})
+    assert store.get(job.id).result == {"app_token": "bas1", "table_id": "tbl1"}  # type: ignore[union-attr]
+
+    finished = store.finish(job.id, JobStatus.FAILED, error={"code": "x"})
+    assert finished.result == {"app_token": "bas1", "table_id": "tbl1"}
+    with pytest.raises(JobNotFoundError):
+        store.save_result("j-missing", {})
