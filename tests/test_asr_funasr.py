@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -147,11 +148,14 @@ def test_a_cancelled_job_does_not_load_the_model(tiny_funasr_models: TinyFunasrM
 
 
 def test_model_is_loaded_once_per_engine_and_engines_are_shared(
-    tiny_funasr_models: TinyFunasrModels, speech_wav_16k: Path
+    tiny_funasr_models: TinyFunasrModels, speech_wav_16k: Path, tmp_path: Path
 ) -> None:
+    # Engines are cached per process by their model settings: a model dir of this test's own keeps
+    # engines other tests already loaded out of the count.
+    own_model = shutil.copytree(tiny_funasr_models.asr, tmp_path / "asr")
     settings = PipelineSettings.load(
         asr_backend="funasr",
-        funasr_model_dir=str(tiny_funasr_models.asr),
+        funasr_model_dir=str(own_model),
         funasr_vad_model_dir=str(tiny_funasr_models.vad),
         funasr_punc_model_dir=str(tiny_funasr_models.punc),
         asr_threads=1,
