@@ -1,0 +1,214 @@
+"""The HTTP server: a thin FastAPI adapter around ``bot.app.Bot``.
+
+    GET  /health          200 {"status": "ok"} as soon as the process listens (503 if the bot failed to start)
+    GET  /metrics         Prometheus text (this app's own registry)
+    POST /webhook/event   Feishu events and card callbacks: raw body + headers in, one call into the bot
+
+Nothing heavy is imported on the start path: the bot (stores, runner, and the lark_oapi SDK, which takes
+about 2 s to import) is built on a background thread started by the lifespan, and the routes that need
+it await it. ``python server.py`` serves on HOST:PORT (0.0.0.0:9000 by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import logging
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from bot.config import Settings
+from pipeline.config import ConfigError
+from pipeline.logs import configure_logging
+
+if TYPE_CHECKING:
+    from bot.app import Bot
+
+log = logging.getLogger("server")
+
+# How long a request waits for the bot to finish starting before it is answered 503 (Feishu retries).
+READY_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class BotStarter:
+    """Builds, starts and warms the bot on a background thread; requests ``await get()`` it."""
+
+    def __init__(self, make: Callable[[], Bot]) -> None:
+        self._make = make
+        self._future: concurrent.futures.Future[Bot] = concurrent.futures.Future()
+        # RUNNING from the start: a request whose wait times out cancels its own asyncio wrapper, and
+        # that must not cancel the start itself.
+        self._future.set_running_or_notify_cancel()
+        self._thread = threading.Thread(target=self._run, name="bot-start", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            bot = self._make()
+            bot.start()
+            bot.warm_up()
+            # lark_oapi brings ~300k objects that live as long as the process; a full collection walking
+            # them stalls every request for ~0.25 s. Frozen, they are left out of collections for good.
+            gc.freeze()
+        except BaseException as exc:
+            log.error("the bot could not start: %s: %s", type(exc).__name__, exc)
+            self._future.set_exception(exc)
+            return
+        log.info("the bot is ready")
+        self._future.set_result(bot)
+
+    @property
+    def failed(self) -> bool:
+        return self._future.done() and self._future.exception() is not None
+
+    async def get(self, timeout_s: float = READY_TIMEOUT_S) -> Bot | None:
+        """The started bot, or None when it failed to start or is not ready within ``timeout_s``."""
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(self._future), timeout_s)
+        except Exception:
+            return None
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        self._thread.join(timeout_s)
+        if self._future.done() and self._future.exception() is None:
+            self._future.result().stop(timeout_s)
+            log.info("the bot stopped")
+
+
+def _unavailable() -> JSONResponse:
+    return JSONResponse(
+        {"error": "unavailable", "message": "the bot is starting or failed to start; retry later"}, status_code=503
+    )
+
+
+async def _read_capped(request: Request, cap: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``cap`` bytes (the rest is never read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> FastAPI:
+    """The app. With ``bot`` given it is started (and stopped) by the app's lifespan instead of a new one."""
+    settings = settings if settings is not None else Settings.load()
+    resolved: Settings = settings
+
+    def make_bot() -> Bot:
+        if bot is not None:
+            return bot
+        from bot.app import build_bot
+
+        return build_bot(resolved)
+
+    starter = BotStarter(make_bot)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(resolved.log_level, resolved.log_format, secrets=_secrets(resolved))
+        # The start path ends here: nothing heavy has been imported in this thread. The rest (SQLite,
+        # job recovery, the lark_oapi import) happens on the starter's thread while we already serve.
+        log.info("start path done; building the bot in the background")
+        starter.start()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(starter.stop)
+
+    app = FastAPI(title="Video Insight Bot", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.bot_starter = starter
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if starter.failed:
+            return JSONResponse({"status": "failed"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        ready = await starter.get()
+        if ready is None:
+            return _unavailable()
+        content = await anyio.to_thread.run_sync(ready.render_metrics)
+        return Response(content, media_type=METRICS_CONTENT_TYPE)
+
+    handler_slots: list[anyio.CapacityLimiter] = []
+
+    @app.post("/webhook/event")
+    async def webhook(request: Request) -> Response:
+        body = await _read_capped(request, resolved.max_request_bytes)
+        ready = await starter.get()
+        if ready is None:
+            return _unavailable()
+        if body is None:
+            answer = ready.reject_oversized()
+        else:
+            if not handler_slots:
+                handler_slots.append(anyio.CapacityLimiter(ready.handler_threads))
+            # Off the event loop (SQLite writes, AES), on few threads: the work holds the GIL, and many
+            # threads taking turns at it answer slower than one working through a queue.
+            answer = await anyio.to_thread.run_sync(
+                ready.handle_webhook, request.headers, body, limiter=handler_slots[0]
+            )
+        return JSONResponse(dict(answer.body), status_code=answer.status)
+
+    return app
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [
+        settings.feishu_app_secret.get_secret_value(),
+        settings.feishu_verification_token.get_secret_value(),
+        settings.feishu_encrypt_key.get_secret_value(),
+    ]
+
+
+def main() -> None:
+    try:
+        settings = Settings.load()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level, settings.log_format, secrets=_secrets(settings))
+    missing = settings.missing_for_webhook()
+    if missing:
+        print(f"missing configuration: {', '.join(missing)} (see README.md, Configuration)", file=sys.stderr)
+        raise SystemExit(2)
+    if not settings.feishu_encrypt_key.get_secret_value():
+        log.warning("FEISHU_ENCRYPT_KEY is not set: events arrive unencrypted and unsigned")
+
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # our handler (configure_logging) formats uvicorn's records too
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(STOP_TIMEOUT_S),
+    )
+
+
+if __name__ == "__main__":
+    main()
