@@ -8,6 +8,10 @@ inside the long ones (downloads, ffmpeg, ASR).
 A batch runs up to ``max_parallel_downloads`` videos at once; the CPU-heavy stages take a slot from a
 process-wide semaphore (``cpu_slots``), so while one video is transcribed the next ones download, and
 two jobs in one process never run two ASR engines against each other on a small machine.
+
+Events: one batch ``STARTED``, then per video its stages in order and one ``DONE`` / ``FAILED`` /
+``CANCELLED``. The batch's own end (``DELIVERING``, ``DONE``...) is the caller's to announce: the bot
+still has results to deliver when ``analyze_batch`` returns.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ TranscriberFactory = Callable[[str | None], Transcriber]
 
 _slots_lock = threading.Lock()
 _slots: dict[int, threading.BoundedSemaphore] = {}
+# How often a video waiting for a CPU slot looks at its cancel token.
+_SLOT_POLL_S = 0.2
 
 
 def cpu_slots(count: int) -> threading.BoundedSemaphore:
@@ -183,7 +189,7 @@ class Analyzer:
     ) -> VideoResult:
         """One video, start to end. Returns a result in every case; a cancelled batch gets CANCELLED."""
         cancel = cancel or CancelToken()
-        emit = emit or (lambda event: None)
+        emit = emit or (lambda _event: None)
         name = safe_filename(source.display_name, default="video")
         run = _VideoRun(
             index=index,
@@ -202,24 +208,33 @@ class Analyzer:
 
         try:
             result = self._run_stages(run, options, enter, emit, video_count, cancel)
-            emit(ProgressEvent(Stage.DONE if result.ok else Stage.FAILED, index, video_count, failure=result.failure))
         except JobCancelled:
             result = self._result(run, VideoStatus.CANCELLED)
-            emit(ProgressEvent(Stage.CANCELLED, index, video_count))
+            # Half a video's files are of no use to anyone; results.json still lists it as cancelled.
+            shutil.rmtree(run.out_dir, ignore_errors=True)
         except PipelineError as exc:
             log.info("video %d failed at %s: %s", index + 1, stage.value, exc)
-            result = self._result(run, VideoStatus.FAILED, _failure(exc, stage))
-            emit(ProgressEvent(Stage.FAILED, index, video_count, failure=result.failure))
+            result = self._failed(run, _failure(exc, stage))
         except Exception as exc:  # a bug must cost one video, not the batch
             log.exception("video %d crashed at %s", index + 1, stage.value)
             failure = VideoFailure("internal_error", stage.value, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-            result = self._result(run, VideoStatus.FAILED, failure)
-            emit(ProgressEvent(Stage.FAILED, index, video_count, failure=failure))
+            result = self._failed(run, failure)
         finally:
             # Downloads and audio are scratch: gone as soon as the video is done, so a batch of 500 never
             # holds more than a few videos on disk.
             shutil.rmtree(run.scratch, ignore_errors=True)
         result.processing_s = time.monotonic() - started
+        end = {VideoStatus.OK: Stage.DONE, VideoStatus.FAILED: Stage.FAILED}.get(result.status, Stage.CANCELLED)
+        emit(ProgressEvent(end, index, video_count, failure=result.failure))
+        return result
+
+    def _failed(self, run: _VideoRun, failure: VideoFailure) -> VideoResult:
+        """The result of a video that stopped at ``failure``, with its metadata.json saying why."""
+        result = self._result(run, VideoStatus.FAILED, failure)
+        try:
+            result.outputs = write_video_outputs(result, run.out_dir)
+        except OSError as exc:  # the disk is the likely culprit; the failure itself still counts
+            log.warning("video %d: metadata.json not written: %s", run.index + 1, exc)
         return result
 
     def _run_stages(
@@ -232,10 +247,9 @@ class Analyzer:
         cancel: CancelToken,
     ) -> VideoResult:
         index = run.index
+        enter(Stage.DOWNLOADING)
         run.scratch.mkdir(parents=True, exist_ok=True)
         run.out_dir.mkdir(parents=True, exist_ok=True)
-
-        enter(Stage.DOWNLOADING)
 
         def on_bytes(done: int, total: int | None) -> None:
             fraction = done / total if total else None
@@ -312,6 +326,8 @@ class Analyzer:
             result.screenshots = screenshots
             result.keywords = keywords
             result.outputs = write_video_outputs(result, run.out_dir)
+        # The time spent writing is known only now (metadata.json was written without it).
+        result.stage_seconds = dict(run.stage_seconds)
         return result
 
     def _transcribe(
@@ -328,9 +344,20 @@ class Analyzer:
         def on_fraction(fraction: float) -> None:
             emit(ProgressEvent(Stage.TRANSCRIBING, run.index, video_count, fraction))
 
-        with self._cpu, self._timed(run, Stage.TRANSCRIBING):
-            cancel.raise_if_cancelled()
+        with self._cpu_slot(cancel), self._timed(run, Stage.TRANSCRIBING):
             return transcriber.transcribe(wav, language=options.language, cancel=cancel, on_progress=on_fraction)
+
+    @contextmanager
+    def _cpu_slot(self, cancel: CancelToken) -> Iterator[None]:
+        """Hold one of the process's CPU slots; waiting for it ends at once when ``cancel`` fires (another
+        job's transcription may hold the slot for many minutes)."""
+        while not self._cpu.acquire(timeout=_SLOT_POLL_S):
+            cancel.raise_if_cancelled()
+        try:
+            cancel.raise_if_cancelled()
+            yield
+        finally:
+            self._cpu.release()
 
     @contextmanager
     def _timed(self, run: _VideoRun, stage: Stage) -> Iterator[None]:
@@ -363,7 +390,7 @@ def _failure(exc: PipelineError, stage: Stage) -> VideoFailure:
 def _serialised(callback: ProgressCallback | None) -> ProgressCallback:
     """Videos run in several threads; consumers of progress see one event at a time, in order."""
     if callback is None:
-        return lambda event: None
+        return lambda _event: None
     lock = threading.Lock()
 
     def emit(event: ProgressEvent) -> None:

@@ -2,8 +2,11 @@
 
 Chinese (and Chinese mixed with English) goes through jieba's TF-IDF restricted to nouns and English
 tokens, so spoken fillers such as 然后 / 就是说 do not crowd out the subject. Text without Chinese is
-ranked by frequency after dropping English stopwords. jieba's dictionary takes about a second to load,
-so it is loaded on first use, once, under a lock.
+ranked by frequency after dropping English stopwords and the signposts of talks ("first", "finally",
+"welcome", "thank you"). English words are counted and shown in lower case, whatever case a sentence
+start gave them; acronyms ("GPU", "FunASR") and names written with a capital in mid-sentence
+("Whisper", "Friday") keep their spelling. jieba's dictionary takes about a second to load, so it is
+loaded on first use, once, under a lock.
 """
 
 from __future__ import annotations
@@ -40,13 +43,21 @@ _ENGLISH_STOPWORDS_TEXT = """
     you've your yours yourself yourselves today tomorrow yesterday
     """
 
+# The signposts and courtesies of a talk: every meeting has them, so they say nothing about this one.
+_ENGLISH_DISCOURSE_TEXT = """
+    first firstly second secondly third thirdly fourth finally lastly next last welcome thank thanks
+    hello hi hey bye goodbye everyone everybody anyone anybody someone somebody guys folks alright
+    actually basically anyway anyways literally obviously simply certainly definitely probably
+    good great nice morning afternoon evening start started begin let's
+    """
+
 _CHINESE_STOPWORDS_TEXT = """
     我们 你们 他们 她们 它们 这个 那个 这些 那些 这样 那样 这里 那里 这种 那种 一个 一些 一下 一点 一样 什么 怎么
     为什么 怎么样 然后 就是 就是说 所以 因为 但是 还是 或者 而且 如果 虽然 已经 可以 可能 应该 需要 觉得 知道
     没有 不是 时候 东西 问题 大家 今天 现在 其实 的话 比如 比如说 对吧 是不是 有没有 非常 特别 真的 还有 之后
     之前 以后 以前 里面 方面 部分 情况 地方 事情 感觉 一般 主要 当然
     """
-ENGLISH_STOPWORDS = frozenset(_ENGLISH_STOPWORDS_TEXT.split())
+ENGLISH_STOPWORDS = frozenset(_ENGLISH_STOPWORDS_TEXT.split()) | frozenset(_ENGLISH_DISCOURSE_TEXT.split())
 CHINESE_STOPWORDS = frozenset(_CHINESE_STOPWORDS_TEXT.split())
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -54,6 +65,9 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # are kept ("mp4", "h264") but a token must start with a letter.
 _WORD = re.compile(r"[^\W\d_](?:[\w'’-]*\w)?")
 _NUMERIC = re.compile(r"^[\d.,:%+-]+$")
+_SENTENCE_ENDS = frozenset(".!?…。！？")
+# Skipped when looking back from a word for the end of the previous sentence: spaces, quotes, brackets.
+_BETWEEN_SENTENCES = frozenset(" \t\r\n\"'“”‘’()[]")
 
 _jieba_lock = threading.Lock()
 _jieba_extractor: Any = None
@@ -93,21 +107,58 @@ def _jieba_keywords(text: str, top_k: int) -> list[str]:
 def _frequency_keywords(text: str, top_k: int) -> list[str]:
     counts: Counter[str] = Counter()
     first_seen: dict[str, int] = {}
-    # How each word is written: lower case wins if it ever appears so (a sentence-initial capital is not a
-    # name); otherwise the most frequent spelling ("FunASR", "Friday").
-    spellings: dict[str, Counter[str]] = {}
+    spellings: dict[str, _Spellings] = {}
     for position, match in enumerate(_WORD.finditer(text)):
         word = match.group().replace("’", "'")
         if word.lower().endswith("'s"):
             word = word[:-2]
         key = word.lower()
-        if len(key) < 3 or key in ENGLISH_STOPWORDS:
+        if (len(key) < 3 and not _is_acronym(word)) or key in ENGLISH_STOPWORDS:
             continue
         counts[key] += 1
         first_seen.setdefault(key, position)
-        spellings.setdefault(key, Counter())[word] += 1
+        spellings.setdefault(key, _Spellings()).add(word, opens_sentence=_opens_sentence(text, match.start()))
     ranked = sorted(counts, key=lambda k: (-counts[k], first_seen[k]))[:top_k]
-    return [k if k in spellings[k] else spellings[k].most_common(1)[0][0] for k in ranked]
+    return [spellings[k].shown(k) for k in ranked]
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+    """Whether the word at ``start`` is the first of a sentence (or of the text)."""
+    i = start - 1
+    while i >= 0 and text[i] in _BETWEEN_SENTENCES:
+        i -= 1
+    return i < 0 or text[i] in _SENTENCE_ENDS
+
+
+def _is_acronym(word: str) -> bool:
+    """``GPU``, ``AI``, ``FunASR``, ``iPhone``: capitals after the first letter."""
+    return len(word) >= 2 and any(ch.isupper() for ch in word[1:])
+
+
+class _Spellings:
+    """How one word is written across a text, to decide how to show it: acronyms as written, names
+    (capitalised in mid-sentence and never written in lower case) with their capital, anything else in
+    lower case. A capital at the start of a sentence says nothing either way."""
+
+    def __init__(self) -> None:
+        self.acronyms: Counter[str] = Counter()
+        self.names: Counter[str] = Counter()
+        self.lower = False
+
+    def add(self, word: str, *, opens_sentence: bool) -> None:
+        if _is_acronym(word):
+            self.acronyms[word] += 1
+        elif word.islower():
+            self.lower = True
+        elif not opens_sentence:
+            self.names[word] += 1
+
+    def shown(self, key: str) -> str:
+        if self.acronyms:
+            return self.acronyms.most_common(1)[0][0]
+        if self.names and not self.lower:
+            return self.names.most_common(1)[0][0]
+        return key
 
 
 def _jieba() -> Any:

@@ -67,3 +67,22 @@ def test_first_use_from_many_threads_gives_the_same_answer() -> None:
         answers = list(pool.map(lambda _: extract_keywords(PANDA_TEXT, "zh", top_k=5), range(8)))
     assert all(a == answers[0] for a in answers)
     assert answers[0][0] == "大熊猫"
+
+
+def test_sentence_starts_and_signposts_do_not_make_keywords() -> None:
+    text = (
+        "Welcome to the quarterly planning meeting. First, the budget. Budget reviews take time. "
+        "Spending on cloud servers went down, and the AI group shipped the GPU cluster. "
+        "Second, the roadmap. Roadmap items ship in March. Finally, hiring. Hiring starts in June. "
+        "Please send your questions to the team before Friday. Thank you, and welcome again."
+    )
+    keywords = extract_keywords(text, "en", top_k=30)
+    # Counted in lower case whatever a sentence start did to them, and shown that way.
+    assert keywords[:3] == ["budget", "roadmap", "hiring"]
+    assert {"quarterly", "planning", "meeting", "spending", "cloud", "servers"} <= set(keywords)
+    # Acronyms and names written with a capital in mid-sentence keep their spelling.
+    assert {"AI", "GPU", "March", "June", "Friday"} <= set(keywords)
+    # The signposts and courtesies every talk has are not keywords, in any case.
+    assert not {k.lower() for k in keywords} & {"welcome", "first", "second", "finally", "thank", "please"}
+    capitalised = [k for k in keywords if k[0].isupper() and k not in {"AI", "GPU", "March", "June", "Friday"}]
+    assert capitalised == []
