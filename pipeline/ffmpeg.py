@@ -457,6 +457,46 @@ def _no_audio_error(source: Path) -> MediaError:
 
 
 # --------------------------------------------------------------------------------------------------
+# Merging separate streams
+# --------------------------------------------------------------------------------------------------
+
+MERGE_TIMEOUT_S = 600.0
+# Containers a merge may write, by the destination's suffix: MP4 for the H.264/AAC pairs most sites
+# offer, Matroska for anything else (it holds every codec, so a copy never fails for the container).
+_MERGE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
+def merge_av(
+    video: Path,
+    audio: Path,
+    dest: Path,
+    *,
+    cancel: CancelToken | None = None,
+    timeout_s: float = MERGE_TIMEOUT_S,
+) -> Path:
+    """One file at ``dest`` with the first video stream of ``video`` and the first audio stream of
+    ``audio``, copied as they are (no re-encoding: seconds for an hour of video). ``dest``'s suffix
+    picks the container (``.mp4``, ``.m4v``, ``.mov`` or ``.mkv``). The file appears only when
+    complete; a cancelled or failed run leaves nothing behind."""
+    video_in, audio_in = local_input(video), local_input(audio)
+    target = Path(dest).absolute()
+    container = _MERGE_FORMATS.get(target.suffix.lower())
+    if container is None:
+        raise ValueError(f"merge_av writes {', '.join(sorted(_MERGE_FORMATS))} files, not {target.name}")
+    partial = target.with_name(target.name + ".part")
+    argv = [*_ffmpeg_head(), *_input(video_in), *_input(audio_in)]
+    argv += ["-map", "0:V:0", "-map", "1:a:0", "-c", "copy", "-sn", "-dn"]
+    argv += ["-f", container, "-y", str(partial)]
+    try:
+        with _Watched(FFMPEG, argv, cancel=cancel, timeout_s=timeout_s) as run:
+            run.finish()
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+# --------------------------------------------------------------------------------------------------
 # Frames
 # --------------------------------------------------------------------------------------------------
 

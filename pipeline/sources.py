@@ -9,6 +9,12 @@
 Which links go to yt-dlp: those a site-specific yt-dlp extractor claims go there first; any other link is
 downloaded directly, and if it turns out to be a web page, the page is handed to yt-dlp (whose generic
 extractor finds <video> tags, embeds and players).
+
+A page's video is one file with sound and picture where the site offers one. Many sites (Bilibili, most
+YouTube qualities, DASH players) only offer the picture and the sound as separate files: then the best
+video-only file up to 1080p (MP4 preferred) and the best audio-only file (M4A preferred) are both
+downloaded through ``pipeline.download``, within the one size cap, and merged without re-encoding by
+``pipeline.ffmpeg.merge_av``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import dataclasses
 import functools
 import logging
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +32,16 @@ from urllib.parse import urlsplit
 
 import requests
 
-from pipeline.download import ByteProgress, DownloadPolicy, download, find_cause, transport_error
+from pipeline import ffmpeg
+from pipeline.download import (
+    ByteProgress,
+    DownloadPolicy,
+    download,
+    find_cause,
+    reserve_path,
+    safe_filename,
+    transport_error,
+)
 from pipeline.errors import (
     DownloadError,
     NotAVideoError,
@@ -46,6 +62,7 @@ __all__ = [
     "Fetcher",
     "LocalFetcher",
     "PageMedia",
+    "PageStream",
     "SourceRegistry",
     "UrlFetcher",
     "VideoPageResolver",
@@ -199,42 +216,174 @@ class UrlFetcher:
         cancel.raise_if_cancelled()
         media = pages.resolve(page_url)
         cancel.raise_if_cancelled()
-        fetched = download(
-            media.url,
-            dest_dir,
-            session=self._session,
-            policy=self._policy,
-            cancel=cancel,
-            on_bytes=on_bytes,
-            headers=media.headers,
-            file_name=media.file_name,
-        )
+        if media.audio is not None:
+            fetched = self._download_and_merge(media, media.audio, dest_dir, on_bytes=on_bytes, cancel=cancel)
+        else:
+            fetched = download(
+                media.url,
+                dest_dir,
+                session=self._session,
+                policy=self._policy,
+                cancel=cancel,
+                on_bytes=on_bytes,
+                headers=media.headers,
+                file_name=media.file_name,
+            )
         return dataclasses.replace(fetched, name=media.title or fetched.name)
+
+    def _download_and_merge(
+        self,
+        media: PageMedia,
+        audio: PageStream,
+        dest_dir: Path,
+        *,
+        on_bytes: ByteProgress | None,
+        cancel: CancelToken,
+    ) -> FetchedFile:
+        """The video-only and the audio-only file, downloaded one after the other under one size cap
+        (the audio gets what the video left of it), then merged into one file in ``dest_dir``."""
+        parts = dest_dir / ".streams"
+        total = media.size_bytes
+        try:
+            video_part = download(
+                media.url,
+                parts,
+                session=self._session,
+                policy=self._policy,
+                cancel=cancel,
+                on_bytes=_shifted(on_bytes, 0, total),
+                headers=media.headers,
+                file_name=f"video.{media.ext or 'mp4'}",
+            )
+            room = self._policy.max_bytes - video_part.size_bytes
+            if room <= 0:
+                raise TooLargeError(None, self._policy.max_bytes)
+            audio_part = download(
+                audio.url,
+                parts,
+                session=self._session,
+                policy=dataclasses.replace(self._policy, max_bytes=room),
+                cancel=cancel,
+                on_bytes=_shifted(on_bytes, video_part.size_bytes, total),
+                headers=audio.headers,
+                file_name=f"audio.{audio.ext or 'm4a'}",
+            )
+            merged = reserve_path(dest_dir, safe_filename(media.file_name, max_bytes=self._policy.max_name_bytes))
+            try:
+                ffmpeg.merge_av(video_part.path, audio_part.path, merged, cancel=cancel)
+            except BaseException:
+                merged.unlink(missing_ok=True)
+                raise
+        except TooLargeError as exc:
+            # Said of the whole video, not of the part that crossed the line.
+            raise TooLargeError(None, self._policy.max_bytes) from exc
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)
+        return FetchedFile(
+            path=merged,
+            name=merged.name,
+            size_bytes=merged.stat().st_size,
+            content_type=None,
+            final_url=video_part.final_url,
+        )
+
+
+def _shifted(on_bytes: ByteProgress | None, before: int, total: int | None) -> ByteProgress | None:
+    """Progress of one part reported as progress of the whole (parts downloaded one after another)."""
+    if on_bytes is None:
+        return None
+    report = on_bytes
+
+    def shifted(done: int, part_total: int | None) -> None:
+        del part_total  # the whole's total is what counts
+        report(before + done, total)
+
+    return shifted
 
 
 # --------------------------------------------------------------------------------------------------
 # Video pages (yt-dlp)
 # --------------------------------------------------------------------------------------------------
 
-# One file with both audio and video over plain http(s): no merging, no HLS/DASH segments.
-SINGLE_FILE_FORMAT = "best[protocol^=http][protocol!*=dash]"
+# Files fetched over plain http(s), whole: never HLS/DASH segments (which our downloader does not join).
+_PLAIN_HTTP = "[protocol^=http][protocol!*=dash]"
+# One file with both audio and video: no merging needed.
+SINGLE_FILE_FORMAT = f"best{_PLAIN_HTTP}"
+# Picture enough for screenshots; higher resolutions only cost download time.
+MAX_SEPARATE_HEIGHT = 1080
+# Extensions whose streams an MP4 holds as they are; other pairs are merged into Matroska.
+_MP4_VIDEO_EXTS = frozenset({"mp4", "m4v", "mov"})
+_MP4_AUDIO_EXTS = frozenset({"m4a", "mp4", "aac"})
+
+
+def page_format_spec(max_bytes: int) -> str:
+    """yt-dlp's format selection: one file with sound and picture where the site offers one within the
+    size cap; else the best video-only (up to ``MAX_SEPARATE_HEIGHT``, MP4 preferred) plus the best
+    audio-only file (M4A preferred), each within the cap; else whatever single or separate files exist,
+    so that the size check reports "too large" instead of "no video"."""
+    fits = f"[filesize<?{max_bytes}][filesize_approx<?{max_bytes}]"
+    video = f"bestvideo{_PLAIN_HTTP}{fits}"
+    audio = f"bestaudio{_PLAIN_HTTP}{fits}"
+    modest = f"[height<=?{MAX_SEPARATE_HEIGHT}]"
+    return "/".join(
+        (
+            f"{SINGLE_FILE_FORMAT}{fits}",
+            f"{video}{modest}[ext=mp4]+{audio}[ext=m4a]",
+            f"{video}{modest}+{audio}",
+            f"{video}+{audio}",
+            SINGLE_FILE_FORMAT,
+            f"bestvideo{_PLAIN_HTTP}+bestaudio{_PLAIN_HTTP}",
+        )
+    )
+
+
+@dataclass(frozen=True)
+class PageStream:
+    """One file behind a page: where it is, what downloading it needs, and its size when known."""
+
+    url: str
+    headers: Mapping[str, str]
+    ext: str
+    size_bytes: int | None = None
 
 
 @dataclass(frozen=True)
 class PageMedia:
-    """The media file yt-dlp found behind a page, and what downloading it needs."""
+    """The media yt-dlp found behind a page, and what downloading it needs. ``url``, ``headers`` and
+    ``ext`` describe the file to download: the one file with sound and picture, or, when ``audio`` is
+    set, the video-only file that ``audio`` is merged with."""
 
     url: str
     headers: Mapping[str, str]
     title: str
     ext: str
     duration_s: float | None = None
+    audio: PageStream | None = None
+    video_size_bytes: int | None = None
+
+    @property
+    def container_ext(self) -> str:
+        """The extension of the file the video ends up in (after the merge, where there is one)."""
+        if self.audio is None:
+            return self.ext or "mp4"
+        if self.ext in _MP4_VIDEO_EXTS and self.audio.ext in _MP4_AUDIO_EXTS:
+            return "mp4"
+        return "mkv"
+
+    @property
+    def size_bytes(self) -> int | None:
+        """Everything to download, when the site said."""
+        if self.audio is None:
+            return self.video_size_bytes
+        if self.video_size_bytes is None or self.audio.size_bytes is None:
+            return None
+        return self.video_size_bytes + self.audio.size_bytes
 
     @property
     def file_name(self) -> str:
         # A title is not a path: "Q3/Q4 review" must not lose its first half to the path-stripping.
         title = self.title.replace("/", "_").replace("\\", "_")
-        return f"{title or 'video'}.{self.ext or 'mp4'}"
+        return f"{title or 'video'}.{self.container_ext}"
 
 
 class VideoPageResolver:
@@ -258,21 +407,24 @@ class VideoPageResolver:
             except Exception as exc:  # yt-dlp raises its own DownloadError around the real cause
                 raise _page_failure(exc, url, self._policy) from exc
             entry = _first_video(info)
-            if entry is None or not entry.get("url"):
+            if entry is None:
                 raise _no_video(url)
-            media_url = str(entry["url"])
-            headers = {str(k): str(v) for k, v in (entry.get("http_headers") or {}).items()}
-            cookies = ydl.cookiejar.get_cookies_for_url(media_url)
-            if cookies:
-                headers["Cookie"] = "; ".join(f"{c.name}={c.value}" for c in cookies)
-        self._check_limits(entry)
-        return PageMedia(
-            url=media_url,
-            headers=headers,
+            video, audio = _chosen_files(entry)
+            if video is None or not video.get("url") or (audio is not None and not audio.get("url")):
+                raise _no_video(url)
+            video_stream = _page_stream(ydl, video)
+            audio_stream = _page_stream(ydl, audio) if audio is not None else None
+        media = PageMedia(
+            url=video_stream.url,
+            headers=video_stream.headers,
             title=str(entry.get("title") or ""),
-            ext=str(entry.get("ext") or ""),
+            ext=video_stream.ext,
             duration_s=_float_or_none(entry.get("duration")),
+            audio=audio_stream,
+            video_size_bytes=video_stream.size_bytes,
         )
+        self._check_limits(entry, media)
+        return media
 
     def _params(self) -> dict[str, Any]:
         return {
@@ -285,14 +437,14 @@ class VideoPageResolver:
             "noplaylist": True,
             "playlistend": 1,
             "skip_download": True,
-            "format": SINGLE_FILE_FORMAT,
+            "format": page_format_spec(self._policy.max_bytes),
             "check_formats": False,
             "socket_timeout": self._policy.read_timeout_s,
             "proxy": "",  # the guard must see the real destination
             "extractor_retries": 1,
         }
 
-    def _check_limits(self, entry: Mapping[str, Any]) -> None:
+    def _check_limits(self, entry: Mapping[str, Any], media: PageMedia) -> None:
         if entry.get("is_live") or entry.get("live_status") == "is_live":
             raise NotAVideoError(
                 "the page is a live stream",
@@ -304,9 +456,9 @@ class VideoPageResolver:
         duration = _float_or_none(entry.get("duration"))
         if duration is not None and duration > self._max_video_seconds:
             raise TooLongError(duration, self._max_video_seconds)
-        size = _float_or_none(entry.get("filesize") or entry.get("filesize_approx"))
+        size = media.size_bytes
         if size is not None and size > self._policy.max_bytes:
-            raise TooLargeError(int(size), self._policy.max_bytes)
+            raise TooLargeError(size, self._policy.max_bytes)
 
 
 class _YtdlpLog:
@@ -416,6 +568,32 @@ def _first_video(info: Any) -> Mapping[str, Any] | None:
                 return found
         return None
     return info
+
+
+def _chosen_files(entry: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """(the file to download, the audio file to merge with it or None) from yt-dlp's selection: a
+    merged selection lists its parts in ``requested_formats``, a single file is the entry itself."""
+    parts = [p for p in entry.get("requested_formats") or () if isinstance(p, Mapping)]
+    if len(parts) < 2:
+        return entry, None
+    video = next((p for p in parts if p.get("vcodec") != "none"), None)
+    audio = next((p for p in parts if p is not video and p.get("acodec") != "none"), None)
+    return video, audio
+
+
+def _page_stream(ydl: Any, chosen: Mapping[str, Any]) -> PageStream:
+    """Where one chosen file is, with the headers and cookies yt-dlp would send for it."""
+    url = str(chosen["url"])
+    headers = {str(k): str(v) for k, v in (chosen.get("http_headers") or {}).items()}
+    cookies = ydl.cookiejar.get_cookies_for_url(url)
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{c.name}={c.value}" for c in cookies)
+    size = _float_or_none(chosen.get("filesize") or chosen.get("filesize_approx"))
+    return PageStream(url=url, headers=headers, ext=str(chosen.get("ext") or ""), size_bytes=_int_size(size))
+
+
+def _int_size(value: float | None) -> int | None:
+    return int(value) if value is not None and value >= 0 else None
 
 
 def _float_or_none(value: Any) -> float | None:
