@@ -197,9 +197,10 @@ def test_audio_only_media_gets_no_screenshots() -> None:
 def colour_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """9 s: red, blue, green, 3 s each, with keyframes at the cuts as encoders with scene-cut detection
     place them. x264 itself skips the keyframe between two flat colours (a P-frame codes them cheaply),
-    so here the keyframes are forced where the cuts are."""
+    so here the keyframes are forced where the cuts are. No running clock: at this size it covers a
+    twentieth of the picture, and a change that large is a different picture to the duplicate filter."""
     folder = tmp_path_factory.mktemp("colours")
-    plain = media.video(folder / "plain.mp4", duration_s=9.0, scenes=("red", "blue", "green"))
+    plain = media.video(folder / "plain.mp4", duration_s=9.0, scenes=("red", "blue", "green"), label=False)
     return reencode(plain, folder / "colours.mp4", "-preset", "veryfast", "-force_key_frames", "3,6")
 
 
@@ -207,7 +208,7 @@ def colour_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def long_gop_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """36 s: red, blue, green, 12 s each, and a single keyframe (no scene-cut detection)."""
     folder = tmp_path_factory.mktemp("longgop")
-    plain = media.video(folder / "plain.mp4", duration_s=36.0, scenes=("red", "blue", "green"))
+    plain = media.video(folder / "plain.mp4", duration_s=36.0, scenes=("red", "blue", "green"), label=False)
     return reencode(plain, folder / "longgop.mp4", "-preset", "ultrafast", "-x264-params", "keyint=2000:scenecut=0")
 
 
@@ -460,3 +461,47 @@ def test_a_stream_without_timestamps_fails_soft(silent_video: Path, tmp_path: Pa
     assert notes == [] and [nearest_colour(s.path) for s in shots] == ["red"]
     assert timed == []
     assert len(timed_notes) == 1 and "No frame could be read" in timed_notes[0].en
+
+
+def test_slides_that_differ_only_in_their_title_are_all_kept(tmp_path: Path) -> None:
+    """A deck on one background: pHash sees the same picture, but the titles are different slides."""
+    parts = []
+    for number, title in enumerate(("Budget", "Roadmap", "Hiring")):
+        part = tmp_path / f"slide{number}.mp4"
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-y",
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=#1f3b57:size=640x360:rate=25:d=3",
+                "-vf",
+                f"drawtext=text='{title}':fontsize=44:fontcolor=white:x=(w-text_w)/2:y=(h-text_h)/2",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
+                str(part),
+            ],
+            check=True,
+        )
+        parts.append(part)
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"file '{p.name}'\n" for p in parts))
+    deck = tmp_path / "deck.mp4"
+    subprocess.run(
+        ["ffmpeg", "-y", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(deck)],
+        check=True,
+    )
+    info = ffmpeg.probe(deck)
+    # Two moments of each slide: the second of each pair is the same picture and is dropped.
+    times = [(t, ShotReason.SCENE) for t in (0.5, 1.5, 3.5, 4.5, 6.5, 7.5)]
+
+    shots = frames.capture(deck, info, times, tmp_path / "shots")
+
+    assert [s.time_s for s in shots] == pytest.approx([0.5, 3.5, 6.5], abs=0.05)
