@@ -557,6 +557,25 @@ class FeishuClient:
         resp = self._run(operation, call)
         return self._save(resp, dest, max_bytes, operation)
 
+    def tmp_download_url(self, file_token: str, *, extra: str | None = None) -> str:
+        """A temporary (24 h) URL for a Drive media file (a Bitable attachment), so the caller can
+        stream it to disk instead of holding it in memory as the SDK's download does."""
+        from lark_oapi.api.drive.v1 import BatchGetTmpDownloadUrlMediaRequest
+
+        operation = "drive.media.batch_get_tmp_download_url"
+
+        def call() -> Any:
+            builder = BatchGetTmpDownloadUrlMediaRequest.builder().file_tokens([file_token])
+            if extra:
+                builder = builder.extra(extra)  # noqa: S610 - the SDK builder, not Django
+            return self._sdk.drive.v1.media.batch_get_tmp_download_url(builder.build())
+
+        resp = self._run(operation, call)
+        for item in getattr(resp.data, "tmp_download_urls", None) or ():
+            if item.file_token == file_token and item.tmp_download_url:
+                return str(item.tmp_download_url)
+        raise NotFound(1061003, f"no download URL for file {file_token}", operation=operation)
+
     @staticmethod
     def _save(resp: Any, dest: Path, max_bytes: int, operation: str) -> Path:
         data: bytes = resp.raw.content or b""

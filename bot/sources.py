@@ -2,8 +2,8 @@
 
     MessageResourceFetcher   "feishu_message_resource": a video or file message (``bot.commands``), fetched
                              with the message resource API (``type=file`` for both), at most 100 MB
-    DriveMediaFetcher        "feishu_drive_media": a video attached to a Bitable row, fetched with the Drive
-                             media API; the attachment's size is checked before any byte moves
+    DriveMediaFetcher        "feishu_drive_media": a video attached to a Bitable row, streamed to disk from a
+                             temporary download URL; the attachment's size is checked before any byte moves
     feishu_registry          the pipeline's fetchers (never the local-file one) plus the two above
     expand_bitable           a "feishu_bitable" source -> one source per row that holds a video, and a
                              ``SkippedRow`` (with the reason) for every row that does not
@@ -46,12 +46,15 @@ from bot.feishu import (
     TooLarge,
     TransientError,
 )
-from pipeline.download import ByteProgress, reserve_path, safe_filename
+from pipeline.download import ByteProgress, DownloadPolicy, download, reserve_path, safe_filename
 from pipeline.errors import DownloadError, SourceError, TooLargeError
 from pipeline.models import CancelToken, FetchedFile, SourceKind, UserText, VideoSource
+from pipeline.netguard import AddressGuard, guarded_session
 from pipeline.sources import SourceRegistry, default_registry
 
 if TYPE_CHECKING:
+    import requests
+
     from pipeline.config import PipelineSettings
 
 __all__ = [
@@ -238,11 +241,16 @@ def _message_resource_error(err: FeishuError) -> SourceError:
 class DriveMediaFetcher:
     """A Bitable attachment. ``meta["size"]`` (the attachment's size, from the record) lets oversized
     files be refused before the download; ``meta["extra"]`` is the permission parameter Bases with
-    advanced permissions require."""
+    advanced permissions require.
 
-    def __init__(self, client: FeishuClient, *, max_bytes: int) -> None:
+    The SDK's own download holds the whole file in memory (a 2 GB video would need 2 GB of RAM), so
+    Feishu is asked for a temporary URL instead, and the file is streamed to disk by the pipeline's
+    download: size cap while streaming, progress, retries, cancellation, and the address guard."""
+
+    def __init__(self, client: FeishuClient, *, session: requests.Session, policy: DownloadPolicy) -> None:
         self._client = client
-        self._max_bytes = max_bytes
+        self._session = session
+        self._policy = policy
 
     def fetch(
         self, source: VideoSource, dest_dir: Path, *, on_bytes: ByteProgress | None, cancel: CancelToken
@@ -250,32 +258,27 @@ class DriveMediaFetcher:
         cancel.raise_if_cancelled()
         file_token = source.locator
         expected = _int_or_none(source.meta.get("size"))
-        if expected is not None and expected > self._max_bytes:
-            raise TooLargeError(expected, self._max_bytes)
+        if expected is not None and expected > self._policy.max_bytes:
+            raise TooLargeError(expected, self._policy.max_bytes)
         name = safe_filename(source.meta.get("file_name") or source.name or f"{file_token}.mp4", default="video.mp4")
-        dest = reserve_path(dest_dir, name)
         try:
-            self._client.download_drive_media(
-                file_token,
-                dest,
-                max_bytes=self._max_bytes,
-                expected_size=expected,
-                extra=source.meta.get("extra") or None,
-            )
-        except TooLarge as err:
-            dest.unlink(missing_ok=True)
-            raise TooLargeError(err.size_bytes, self._max_bytes) from err
+            url = self._client.tmp_download_url(file_token, extra=source.meta.get("extra") or None)
         except FeishuError as err:
-            dest.unlink(missing_ok=True)
             raise _drive_media_error(err, source) from err
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
-        size = dest.stat().st_size
-        if on_bytes is not None:
-            on_bytes(size, size)
+        fetched = download(
+            url,
+            dest_dir,
+            session=self._session,
+            policy=self._policy,
+            cancel=cancel,
+            on_bytes=on_bytes,
+            file_name=name,
+        )
         return FetchedFile(
-            path=dest, name=source.name or dest.name, size_bytes=size, content_type=source.meta.get("mime") or None
+            path=fetched.path,
+            name=source.name or fetched.name,
+            size_bytes=fetched.size_bytes,
+            content_type=source.meta.get("mime") or fetched.content_type,
         )
 
 
@@ -322,9 +325,13 @@ def _int_or_none(value: str | None) -> int | None:
 def feishu_registry(settings: PipelineSettings, client: FeishuClient) -> SourceRegistry:
     """Every fetcher the bot uses: links (guarded), chat files and Bitable attachments. Never the
     local-file fetcher: no message may make the server read its own files."""
-    registry = default_registry(settings, include_local=False)
+    session = guarded_session(AddressGuard.from_settings(settings))
+    registry = default_registry(settings, include_local=False, session=session)
     registry.register(FEISHU_RESOURCE, MessageResourceFetcher(client, max_bytes=settings.max_video_bytes))
-    registry.register(FEISHU_DRIVE_MEDIA, DriveMediaFetcher(client, max_bytes=settings.max_video_bytes))
+    registry.register(
+        FEISHU_DRIVE_MEDIA,
+        DriveMediaFetcher(client, session=session, policy=DownloadPolicy.from_settings(settings)),
+    )
     return registry
 
 

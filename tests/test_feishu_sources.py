@@ -20,7 +20,6 @@ from bot.sources import (
     BitableExpansion,
     BitableNotFoundError,
     BitableNoVideoError,
-    DriveMediaFetcher,
     FeishuFileError,
     FeishuFileTooLargeError,
     MessageResourceFetcher,
@@ -239,11 +238,16 @@ def test_an_attachment_column_gives_drive_media_sources_that_download_with_the_p
     )
     assert source.meta["size"] == str(len(data)) and source.meta["file_name"] == "演示.mp4"
 
-    fetched = feishu_registry(settings(tmp_path), feishu_client).fetch(source, tmp_path / "in", cancel=CancelToken())
+    # The fake's "CDN" for temporary download URLs is on loopback, like the rest of it.
+    registry = feishu_registry(settings(tmp_path, allow_private_urls=True), feishu_client)
+    fetched = registry.fetch(source, tmp_path / "in", cancel=CancelToken())
 
     assert fetched.path.read_bytes() == data
     assert fetched.content_type == "video/mp4"
-    (download,) = fake_feishu.find("GET", "/open-apis/drive/v1/medias/*/download")
+    # Streamed from a temporary URL, not through the SDK's download (which holds the file in memory).
+    assert fake_feishu.find("GET", "/open-apis/drive/v1/medias/*/download") == []
+    assert len(fake_feishu.find("GET", "/cdn/tmp/*")) == 1
+    (download,) = fake_feishu.find("GET", "/open-apis/drive/v1/medias/batch_get_tmp_download_url")
     field_id = table.field_named("附件")["field_id"]  # type: ignore[index]
     record_id = table.records[0]["record_id"]
     assert json.loads(download.query["extra"]) == {
@@ -277,9 +281,10 @@ def test_an_extra_given_in_the_attachment_url_is_used_as_is(
     )
 
     (source,) = expand_bitable(feishu_client, bitable_source(), max_rows=5).sources
-    DriveMediaFetcher(feishu_client, max_bytes=1024).fetch(source, tmp_path, on_bytes=None, cancel=CancelToken())
+    registry = feishu_registry(settings(tmp_path, allow_private_urls=True), feishu_client)
+    registry.fetch(source, tmp_path / "in", cancel=CancelToken())
 
-    (download,) = fake_feishu.find("GET", "/open-apis/drive/v1/medias/*/download")
+    (download,) = fake_feishu.find("GET", "/open-apis/drive/v1/medias/batch_get_tmp_download_url")
     assert download.query["extra"] == given
 
 

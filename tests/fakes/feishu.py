@@ -336,6 +336,7 @@ class FakeFeishu:
         # Bitable answers 1254130 TooLargeCell for an oversized text cell; the size is not documented
         # (reports put it near 196,608 bytes of JSON). None = no limit; tests that need it set it.
         self.text_cell_limit_bytes: int | None = None
+        self.tmp_download_keys: dict[str, str] = {}  # key in a temporary download URL -> file token
 
         self.requests: list[RecordedRequest] = []
         self.messages: dict[str, FakeMessage] = {}
@@ -659,6 +660,9 @@ class FakeFeishu:
             ("POST", rf"{table}/records/batch_create$", self._batch_create_records, True),
             ("POST", r"^/open-apis/drive/v1/medias/upload_all$", self._upload_all, True),
             ("GET", rf"^/open-apis/drive/v1/medias/{seg}/download$", self._download_media, True),
+            ("GET", r"^/open-apis/drive/v1/medias/batch_get_tmp_download_url$", self._tmp_download_urls, True),
+            # What a temporary download URL points at: Feishu's CDN, no token needed (the URL is the key).
+            ("GET", rf"^/cdn/tmp/{seg}$", self._tmp_download, False),
             ("POST", rf"^/open-apis/drive/v1/permissions/{seg}/members/transfer_owner$", self._transfer_owner, True),
             ("POST", rf"^/open-apis/drive/v1/permissions/{seg}/members$", self._add_member, True),
             ("GET", r"^/open-apis/wiki/v2/spaces/get_node$", self._wiki_node, True),
@@ -1375,6 +1379,29 @@ class FakeFeishu:
         app = self.apps.get(media.parent_node)
         if app is not None and not app.readable:
             raise FeishuApiError(403, 1061004, "forbidden.")
+        return self._file_reply(media)
+
+    def _tmp_download_urls(self, rec: RecordedRequest) -> _Reply:
+        tokens = [t for t in rec.query.get("file_tokens", "").split(",") if t]  # one token per call here
+        if not tokens:
+            raise FeishuApiError(400, 1061002, "params error: file_tokens")
+        urls = []
+        for token in tokens:
+            media = self.media.get(token)
+            if media is None:
+                continue  # Feishu leaves unknown tokens out of the answer
+            app = self.apps.get(media.parent_node)
+            if app is not None and not app.readable:
+                raise FeishuApiError(403, 1061004, "forbidden.")
+            key = secrets.token_urlsafe(8)
+            self.tmp_download_keys[key] = token
+            urls.append({"file_token": token, "tmp_download_url": f"{self.url}/cdn/tmp/{quote(token)}?key={key}"})
+        return self._ok({"tmp_download_urls": urls})
+
+    def _tmp_download(self, rec: RecordedRequest, file_token: str) -> _Reply:
+        media = self.media.get(file_token)
+        if media is None or self.tmp_download_keys.get(rec.query.get("key", "")) != file_token:
+            return _Reply(403, b"Forbidden", [("Content-Type", "text/plain")])
         return self._file_reply(media)
 
     def _doc_for_permission(self, rec: RecordedRequest, token: str) -> FakeApp:
