@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -61,6 +60,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Feishu: this client_token was used before with a different request body.
+CLIENT_TOKEN_CONFLICT = 1255006
 
 # Field types (https://open.feishu.cn/document/server-docs/docs/bitable-v1/bitable-structure)
 TEXT, NUMBER, SINGLE_SELECT, DATE, URL, ATTACHMENT = 1, 2, 3, 5, 15, 17
@@ -402,9 +404,17 @@ class _Run:
                 self._progress(position + 1, total)
             records = [_record(rows[p], _Prepared.from_dict(prepared[str(p)])) for p in range(start, end)]
             self.check_cancel()
-            self.client.batch_create_records(
-                app_token, table_id, records, client_token=stable_uuid(self.job_id, "rows", str(index))
-            )
+            try:
+                self.client.batch_create_records(
+                    app_token, table_id, records, client_token=stable_uuid(self.job_id, "rows", str(index))
+                )
+            except FeishuError as err:
+                if err.code != CLIENT_TOKEN_CONFLICT:
+                    raise
+                # Feishu has seen this chunk's token with another body: an attempt before a crash was
+                # applied, and the resumed job analysed the videos again (timings differ). Those rows
+                # are in the table once; sending them again under a new token would duplicate them.
+                log.warning("job %s: rows chunk %d was already written before a restart", self.job_id, index)
             for position in range(start, end):
                 prepared.pop(str(position), None)
             self.state["chunks_written"] = index + 1
@@ -457,11 +467,15 @@ class _Run:
             txt = outputs.transcript_txt if outputs is not None else None
             if txt is not None and txt.is_file():
                 self._upload(outcome, Col.FULL_TRANSCRIPT, txt, "bitable_file", f"{stem}.txt", label)
+            elif outputs is not None:
+                # Written beside the video's other outputs: inside the job's workspace, removed with it.
+                path = outputs.directory / "transcript-full.txt"
+                path.write_text(transcript_text(transcript, result.title), encoding="utf-8")
+                self._upload(outcome, Col.FULL_TRANSCRIPT, path, "bitable_file", f"{stem}.txt", label)
             else:
-                with tempfile.TemporaryDirectory(prefix="transcript-") as tmp:
-                    path = Path(tmp) / "transcript.txt"
-                    path.write_text(transcript_text(transcript, result.title), encoding="utf-8")
-                    self._upload(outcome, Col.FULL_TRANSCRIPT, path, "bitable_file", f"{stem}.txt", label)
+                outcome.notes.append(
+                    UserText(zh=f"{label.zh}无法生成，未附上。", en=f"The {label.en} could not be made: not attached.")
+                )
         return outcome
 
     def _upload(

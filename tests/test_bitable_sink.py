@@ -36,6 +36,7 @@ from pipeline.models import (
     Transcript,
     UserText,
     VideoFailure,
+    VideoOutputs,
     VideoResult,
     VideoSource,
     VideoStatus,
@@ -414,6 +415,30 @@ def test_a_chunk_sent_before_the_crash_is_resent_identically_and_lands_once(
     assert result.rows_written == 2
 
 
+def test_a_chunk_written_before_a_crash_is_not_written_again_when_the_resumed_job_has_new_timings(
+    fake_feishu: FakeFeishu, sink: BitableSink
+) -> None:
+    # The process dies right after Feishu applied the rows, before the checkpoint said so; the resumed
+    # job analysed the videos again, so the same chunk now carries other processing times.
+    saved = Checkpoints(fail_when=lambda state: state.get("chunks_written") == 1)
+    with pytest.raises(RuntimeError, match="died"):
+        sink.write(job_id=JOB, title="重跑", owner_open_id=OWNER, videos=synthetic(3), save_checkpoint=saved)
+    reanalysed = synthetic(3)
+    for video in reanalysed:
+        video.processing_s += 7.5
+
+    result = sink.write(
+        job_id=JOB, title="重跑", owner_open_id=OWNER, videos=reanalysed, checkpoint=saved.last,
+        save_checkpoint=Checkpoints(),
+    )  # fmt: skip
+
+    first, second = fake_feishu.find("POST", BATCH)
+    assert first.query["client_token"] == second.query["client_token"]
+    assert second.code == 1255006  # Feishu: that token was already used with another body
+    assert names(fake_feishu, result) == ["video-0000", "video-0001", "video-0002"]  # once each
+    assert result.rows_written == 3
+
+
 def test_rate_limits_and_server_errors_during_uploads_and_rows_still_complete_without_duplicates(
     fake_feishu: FakeFeishu, sink: BitableSink, speech_video: Path, video_media: Any, tmp_path: Path
 ) -> None:
@@ -589,7 +614,7 @@ def test_a_long_transcript_is_cut_below_the_cell_limit_and_attached_whole(
 
 
 def test_a_cut_transcript_without_a_txt_file_is_attached_from_the_transcript_itself(
-    fake_feishu: FakeFeishu, sink: BitableSink
+    fake_feishu: FakeFeishu, sink: BitableSink, tmp_path: Path
 ) -> None:
     segments = tuple(Segment(start=float(n), end=n + 0.9, text="word " * 40) for n in range(1000))
     result_in = VideoResult(
@@ -597,10 +622,13 @@ def test_a_cut_transcript_without_a_txt_file_is_attached_from_the_transcript_its
         source=VideoSource.url("https://cdn.example.com/x.mp4", name="x"),
         status=VideoStatus.OK,
         transcript=speech_transcript(segments),
+        outputs=VideoOutputs(directory=tmp_path),
         analysed_at=ANALYSED_AT,
     )
 
     result = sink.write(job_id=JOB, title="无文件", owner_open_id=OWNER, videos=[result_in])
+
+    assert (tmp_path / "transcript-full.txt").is_file()  # made inside the video's own folder
 
     (row,) = fake_feishu.records(result.app_token, result.table_id)
     (full,) = media_bytes(fake_feishu, row[Col.FULL_TRANSCRIPT])
