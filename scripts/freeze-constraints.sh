@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Rewrites constraints.txt from what .venv/ holds now (after adding a dependency to pyproject.toml and
+# installing it with `-c constraints.txt`). torch stays pinned to the 2.13.0 CPU build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+{
+    head -n 3 constraints.txt
+    .venv/bin/python -m pip freeze --exclude-editable | grep -v -E '^(video-insight-bot|-e |#)' \
+        | sed 's/^torch==2.13.0+cpu$/torch==2.13.0/'
+} > constraints.txt.new
+mv constraints.txt.new constraints.txt
