@@ -6,11 +6,13 @@ One object, read once at start (``Settings.load()``), passed down explicitly. Se
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
 from pipeline.config import PipelineSettings
+
+MIN_JOB_SECRET_CHARS = 32
 
 
 class Settings(PipelineSettings):
@@ -59,6 +61,56 @@ class Settings(PipelineSettings):
         default="local",
         description="local: in-process workers. fc-async: re-invoke the FC function asynchronously per job.",
     )
+    job_function: str = Field(
+        default="",
+        description="Advanced: the job function as module:function (for example a custom results sink); "
+        "empty = the bot's own (bot.delivery).",
+    )
+    shutdown_grace_s: float = Field(
+        default=25.0,
+        ge=0,
+        le=600,
+        description="On SIGTERM, how long running jobs get to finish before they are left to resume at the next "
+        "start; keep it below the platform's grace period (compose stop_grace_period, Kubernetes "
+        "terminationGracePeriodSeconds).",
+    )
+
+    # --- Function Compute (JOB_RUNNER=fc-async) ----------------------------------------------------
+    # FC reserves environment variable names starting with FC_ for its own (FC_REGION, FC_FUNCTION_NAME
+    # are set by FC itself), so the trigger URL is also read from JOB_INVOKE_URL, the name s.yaml uses.
+    fc_invoke_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("JOB_INVOKE_URL", "FC_INVOKE_URL"),
+        description="The function's HTTP trigger URL (`s info`); jobs are invoked at <url>/jobs/run. "
+        "Required with JOB_RUNNER=fc-async.",
+    )
+    job_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Shared secret that signs job invocations (at least 32 characters: openssl rand -hex 32). "
+        "Required with JOB_RUNNER=fc-async.",
+    )
+    job_signature_max_age_s: int = Field(
+        default=300,
+        ge=30,
+        le=3600,
+        description="Job invocations signed longer ago (or further ahead) than this are refused.",
+    )
+    fc_region: str = Field(default="", description="Region of the function (FC sets FC_REGION itself).")
+    fc_function_name: str = Field(default="", description="Name of the function (FC sets FC_FUNCTION_NAME).")
+    fc_api_endpoint: str = Field(
+        default="",
+        description="Function Compute OpenAPI endpoint for stopping cancelled jobs; empty = the region's public "
+        "endpoint (fcv3.<region>.aliyuncs.com).",
+    )
+    alibaba_cloud_access_key_id: SecretStr = Field(
+        default=SecretStr(""),
+        description="Fallback credentials for StopAsyncTask when FC passes none with the request (FC sets these "
+        "from the function's role).",
+    )
+    alibaba_cloud_access_key_secret: SecretStr = Field(default=SecretStr(""), description="See above.")
+    alibaba_cloud_security_token: SecretStr = Field(
+        default=SecretStr(""), description="See above (temporary credentials only)."
+    )
 
     @field_validator("feishu_domain", mode="after")
     @classmethod
@@ -67,6 +119,42 @@ class Settings(PipelineSettings):
         if not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
             raise ValueError("must be an https:// URL (http:// only for a local test server)")
         return value
+
+    @field_validator("fc_invoke_url", "fc_api_endpoint", mode="after")
+    @classmethod
+    def _service_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("job_function", mode="after")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        value = value.strip()
+        module, _, name = value.partition(":")
+        if value and not (module and name.isidentifier()):
+            raise ValueError("must look like package.module:function")
+        return value
+
+    @model_validator(mode="after")
+    def _fc_async_needs(self) -> Self:
+        if self.job_runner != "fc-async":
+            return self
+        problems = []
+        if not self.fc_invoke_url:
+            problems.append("JOB_INVOKE_URL (or FC_INVOKE_URL) is not set: use the function's HTTP trigger URL")
+        secret = self.job_secret.get_secret_value()
+        if not secret:
+            problems.append("JOB_SECRET is not set (generate one: openssl rand -hex 32)")
+        elif len(secret) < MIN_JOB_SECRET_CHARS:
+            problems.append(
+                f"JOB_SECRET is too short: it needs at least {MIN_JOB_SECRET_CHARS} characters "
+                "(generate one: openssl rand -hex 32)"
+            )
+        if problems:
+            raise ValueError("JOB_RUNNER=fc-async needs: " + "; ".join(problems))
+        return self
 
     def missing_for_webhook(self) -> list[str]:
         """Variables the webhook cannot work without (reported together at start)."""

@@ -261,6 +261,54 @@ class JobStore:
             )
             return self._fetch_existing(db, job_id), True
 
+    def adopt(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        *,
+        idempotency_key: str | None = None,
+        card_message_id: str | None = None,
+        parent_job_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Record, QUEUED and under its own id, a job created in another store (another FC instance's),
+        so it can be claimed and run here. Idempotent: a job this store already has is returned as it is
+        (False), only gaining ``card_message_id`` if it had none. When another job here already holds
+        ``idempotency_key`` (a redelivery that reached this instance too), the adopted job is stored
+        without it: the platform's task id already keeps the two from both running."""
+        now = self._clock()
+        with self._transaction() as db:
+            existing = self._fetch(db, job_id)
+            if existing is not None:
+                if card_message_id and not existing.card_message_id:
+                    db.execute(
+                        "UPDATE jobs SET card_message_id = ?, updated_at = ? WHERE id = ?",
+                        (card_message_id, now, job_id),
+                    )
+                    existing = self._fetch_existing(db, job_id)
+                return existing, False
+            if idempotency_key is not None:
+                holder = db.execute("SELECT id FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                if holder is not None:
+                    log.warning(
+                        "job %s: idempotency key already held by job %s here; adopted without it", job_id, holder["id"]
+                    )
+                    idempotency_key = None
+            db.execute(
+                "INSERT INTO jobs (id, spec, status, card_message_id, parent_job_id, idempotency_key, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    _dumps(spec.to_dict()),
+                    JobStatus.QUEUED.value,
+                    card_message_id,
+                    parent_job_id,
+                    idempotency_key,
+                    now,
+                    now,
+                ),
+            )
+            return self._fetch_existing(db, job_id), True
+
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._fetch(self._db, job_id)
