@@ -3,6 +3,9 @@
     GET  /health          200 {"status": "ok"} as soon as the process listens (503 if the bot failed to start)
     GET  /metrics         Prometheus text (this app's own registry)
     POST /webhook/event   Feishu events and card callbacks: raw body + headers in, one call into the bot
+    POST /jobs/run        one job, run to its end (JOB_RUNNER=fc-async: FC's async invocation, signed)
+    POST /initialize      FC lifecycle hook: load the speech model (503 with the reason when it is missing)
+    GET  /pre-stop        FC lifecycle hook: stop taking work, tell the users of jobs running here
 
 Nothing heavy is imported on the start path: the bot (stores, runner, and the lark_oapi SDK, which takes
 about 2 s to import) is built on a background thread started by the lifespan, and the routes that need
@@ -38,6 +41,8 @@ log = logging.getLogger("server")
 # How long a request waits for the bot to finish starting before it is answered 503 (Feishu retries).
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
+# Job invocations (fc-async) running at once in this process, each on a thread for its whole length.
+JOB_THREADS = 16
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -133,7 +138,8 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
         try:
             yield
         finally:
-            await anyio.to_thread.run_sync(starter.stop)
+            # Running jobs get SHUTDOWN_GRACE_S to finish; the rest resume at the next start.
+            await anyio.to_thread.run_sync(starter.stop, resolved.shutdown_grace_s)
 
     app = FastAPI(title="Video Insight Bot", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.bot_starter = starter
@@ -172,6 +178,40 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
             )
         return JSONResponse(dict(answer.body), status_code=answer.status)
 
+    job_slots: list[anyio.CapacityLimiter] = []
+
+    @app.post("/jobs/run")
+    async def run_job_invocation(request: Request) -> Response:
+        from bot.jobrun import MAX_BODY_BYTES
+
+        body = await _read_capped(request, MAX_BODY_BYTES)
+        ready = await starter.get()
+        if ready is None:
+            return _unavailable()
+        if not job_slots:
+            job_slots.append(anyio.CapacityLimiter(JOB_THREADS))
+        # The job runs to its end inside this request, on threads of its own (never the webhook's).
+        answer = await anyio.to_thread.run_sync(
+            ready.lifecycle.run_invocation, request.headers, body, limiter=job_slots[0]
+        )
+        return JSONResponse(dict(answer.body), status_code=answer.status)
+
+    @app.post("/initialize")
+    async def initialize() -> Response:
+        ready = await starter.get()
+        if ready is None:
+            return _unavailable()
+        answer = await anyio.to_thread.run_sync(ready.lifecycle.initialize)
+        return JSONResponse(dict(answer.body), status_code=answer.status)
+
+    @app.get("/pre-stop")
+    async def pre_stop() -> Response:
+        ready = await starter.get()
+        if ready is None:
+            return JSONResponse({"status": "stopping", "interrupted": []})
+        answer = await anyio.to_thread.run_sync(ready.lifecycle.pre_stop)
+        return JSONResponse(dict(answer.body), status_code=answer.status)
+
     return app
 
 
@@ -180,6 +220,9 @@ def _secrets(settings: Settings) -> list[str]:
         settings.feishu_app_secret.get_secret_value(),
         settings.feishu_verification_token.get_secret_value(),
         settings.feishu_encrypt_key.get_secret_value(),
+        settings.job_secret.get_secret_value(),
+        settings.alibaba_cloud_access_key_secret.get_secret_value(),
+        settings.alibaba_cloud_security_token.get_secret_value(),
     ]
 
 
