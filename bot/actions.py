@@ -32,7 +32,7 @@ from bot.events import CardAction, CardActionReply
 from bot.intake import CardActionRouter, CardReplier
 from bot.outbox import Outbox
 from bot.progress import first_card_uuid
-from pipeline.errors import InvalidOptionsError
+from pipeline.errors import InvalidOptionsError, PipelineError
 from pipeline.jobs import Job, JobStatus, JobStore
 from pipeline.logs import log_context
 from pipeline.models import AnalysisOptions, JobSpec, ScreenshotPlan, UserText, VideoSource
@@ -110,7 +110,11 @@ class CardActions:
         cards_out: CardPusher,
         rules: CommandRules,
         clock: Callable[[], float] = time.time,
+        cancel_elsewhere: bool = False,
     ) -> None:
+        """``cancel_elsewhere``: the runner can stop jobs this instance has no record of (Function
+        Compute, where a click may land on another instance than the one running the job)."""
+        self._cancel_elsewhere = cancel_elsewhere
         self._store = store
         self._runner = runner
         self._outbox = outbox
@@ -142,6 +146,8 @@ class CardActions:
 
     def cancel(self, action: CardAction) -> CardActionReply:
         job = self._own_job(action)
+        if job is NO_SUCH_JOB and self._cancel_elsewhere:
+            return self._cancel_elsewhere_job(action)
         if isinstance(job, CardActionReply):
             return job
         with log_context(job_id=job.id):
@@ -155,7 +161,11 @@ class CardActions:
                 # Shown before the job can possibly end, so its final card always comes after this one.
                 cancelling = dataclasses.replace(job, cancel_requested=True)
                 self._cards.push(job.id, cards.progress_card(cancelling, now=self._clock()))
-            self._runner.cancel(job.id)
+            try:
+                self._runner.cancel(job.id, key=job.idempotency_key)
+            except PipelineError as exc:
+                log.warning("cancel failed: %s", exc)
+                return _toast(exc.user_message.zh, exc.user_message.en, "warning")
             after = self._store.get(job.id) or job
             log.info("cancel requested by the creator: job now %s", after.status.value)
             if after.status.terminal:
@@ -164,6 +174,21 @@ class CardActions:
             return _toast(
                 "正在取消，当前步骤结束后停止。", "Cancelling: the job stops after the current step.", "success"
             )
+
+    def _cancel_elsewhere_job(self, action: CardAction) -> CardActionReply:
+        """A job running in another instance, known here only by its card's button: the button's
+        creator is the clicker (``_own_job`` checked it), and its key finds the job's invocation."""
+        job_id, creator, key = (_text(action.value.get(name)) for name in ("job_id", "creator", "key"))
+        if not (job_id and key) or creator != action.operator_open_id:
+            return NO_SUCH_JOB
+        with log_context(job_id=job_id):
+            try:
+                self._runner.cancel(job_id, key=key)
+            except PipelineError as exc:
+                log.warning("cancel of a job run elsewhere failed: %s", exc)
+                return _toast(exc.user_message.zh, exc.user_message.en, "warning")
+            log.info("cancel requested by the creator for a job run by another instance: stopped")
+        return _toast("已取消。", "Cancelled.", "success", card=cards.cancelled_elsewhere_card(job_id))
 
     def retry_failed(self, action: CardAction) -> CardActionReply:
         job = self._own_job(action)
@@ -190,7 +215,9 @@ class CardActions:
                     f"已经在重试了（任务 {retry.id}）。", f"A retry is already under way (job {retry.id}).", "info"
                 )
             log.info("retry job %s created for %d failed video(s)", retry.id, len(failed))
-            self._send_card_then_submit(retry, cards.queued_card(retry.id, spec, retry_of=job.id))
+            self._send_card_then_submit(
+                retry, cards.queued_card(retry.id, spec, retry_of=job.id, key=retry.idempotency_key or "")
+            )
             return _toast(
                 f"已开始重试 {len(failed)} 个失败的视频。",
                 f"Retrying {len(failed)} failed video(s).",
@@ -237,7 +264,7 @@ class CardActions:
             )
         with log_context(job_id=job.id):
             log.info("job queued from the task form: %d source(s)", len(spec.sources))
-        self._send_card_then_submit(job, cards.queued_card(job.id, spec))
+        self._send_card_then_submit(job, cards.queued_card(job.id, spec, key=job.idempotency_key or ""))
         return _toast("已提交，开始排队分析。", "Submitted: the job is queued.", "success", card=submitted)
 
     def _spec_from_form(self, action: CardAction) -> JobSpec | UserText:

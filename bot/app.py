@@ -183,7 +183,14 @@ def build_bot(
     if card_actions is None:
         card_actions = default_card_actions()
         CardActions(
-            store=store, runner=runner, outbox=outbox, replier=feishu, cards_out=card_updater, rules=rules, clock=clock
+            store=store,
+            runner=runner,
+            outbox=outbox,
+            replier=feishu,
+            cards_out=card_updater,
+            rules=rules,
+            clock=clock,
+            cancel_elsewhere=settings.job_runner == "fc-async",
         ).register(card_actions)
     intake = Intake(store=store, runner=runner, outbox=outbox, replier=feishu, rules=rules, metrics=metrics)
 

@@ -235,9 +235,9 @@ def describe_plan(plan: ScreenshotPlan) -> UserText:
     return UserText(zh="在画面切换和讲话处截图", en="screenshots at scene changes and speech")
 
 
-def queued_card(job_id: str, spec: JobSpec, *, retry_of: str | None = None) -> Card:
+def queued_card(job_id: str, spec: JobSpec, *, retry_of: str | None = None, key: str = "") -> Card:
     """The card replied to the user's message when a job is queued; PATCHed later with progress.
-    ``retry_of``: the job whose failed videos this one retries."""
+    ``retry_of``: the job whose failed videos this one retries; ``key``: the job's idempotency key."""
     labels = [video_label(s) for s in spec.sources]
     plan = describe_plan(spec.options.screenshots)
     language = {"zh": ("中文", "Chinese"), "en": ("英文", "English")}.get(spec.options.language or "")
@@ -264,7 +264,7 @@ def queued_card(job_id: str, spec: JobSpec, *, retry_of: str | None = None) -> C
             *_rejected_block(spec.rejected, shown),
             _hr(),
             _markdown(f"任务编号 / Job: `{job_id}`\n处理进度会更新在这张卡片上。Progress is shown on this card."),
-            _cancel_button(job_id, spec.creator_id),
+            _cancel_button(job_id, spec.creator_id, key),
         ]
         return _card(UserText(zh="视频分析已排队", en="Video analysis queued"), "blue", elements)
 
@@ -276,21 +276,39 @@ def queued_card(job_id: str, spec: JobSpec, *, retry_of: str | None = None) -> C
 # ------------------------------------------------------------------------------------------------
 
 
-def action_value(action: str, job_id: str, creator_id: str) -> dict[str, str]:
+def action_value(action: str, job_id: str, creator_id: str, key: str = "") -> dict[str, str]:
     """A button's callback value. The creator rides along so a deployment without the job row (a
-    stateless instance) can still tell who may act; the job store is checked too when it has the job."""
+    stateless instance) can still tell who may act; the job store is checked too when it has the job.
+    ``key`` (the job's idempotency key) lets such an instance find the job's async invocation to stop
+    it. Feishu signs the callbacks of the cards we sent, so these values are ours, not the user's."""
     value = {"action": action, "job_id": job_id}
     if creator_id:
         value["creator"] = creator_id
+    if key:
+        value["key"] = key
     return value
 
 
-def _cancel_button(job_id: str, creator_id: str) -> Any:
+def _cancel_button(job_id: str, creator_id: str, key: str = "") -> Any:
     return _button(
         UserText(zh="取消", en="Cancel"),
-        action_value(CANCEL, job_id, creator_id),
+        action_value(CANCEL, job_id, creator_id, key),
         kind="danger",
         confirm=UserText(zh="确定取消这个任务吗？", en="Cancel this job?"),
+    )
+
+
+def cancelled_elsewhere_card(job_id: str) -> Card:
+    """What a cancelled job's card becomes when the instance that stopped it does not hold the job's
+    record (Function Compute: the click landed on another instance than the one running the job)."""
+    return _card(
+        UserText(zh="任务已取消", en="Job cancelled"),
+        "grey",
+        [
+            _markdown("这个任务已按你的要求取消。\nThe job was cancelled as you asked."),
+            _hr(),
+            _markdown(f"任务编号 / Job: `{job_id}`"),
+        ],
     )
 
 
@@ -679,7 +697,7 @@ def progress_card(job: Job, *, now: float) -> Card:
             )
             elements.append(_open_url_button(open_label, table_url))
         if state in (CardState.QUEUED, CardState.RUNNING, CardState.DELIVERING):
-            elements.append(_cancel_button(job.id, creator))
+            elements.append(_cancel_button(job.id, creator, job.idempotency_key or ""))
         if state in (CardState.DONE, CardState.FAILED) and failed_sources:
             elements.append(_retry_button(job.id, creator, len(failed_sources)))
         return _card(title, template, elements)

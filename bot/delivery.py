@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -426,9 +427,20 @@ class _JobRun:
             error=outcome.error,
             finished_at=self.d.clock(),
         )
+        stored = self._stored_job()
+        if stored is not None and stored.status.terminal:
+            # Ended from outside while this function ran (interrupted by the platform's pre-stop, or
+            # cancelled): the first end recorded is the job's end, so the card shows that one.
+            final = dataclasses.replace(stored, progress=record)
         self._push(final, final=True)
         if not self.d.cards.flush(self.job.id, self.d.flush_timeout_s):
             log.warning("the final card was not delivered within %.0f s", self.d.flush_timeout_s)
+
+    def _stored_job(self) -> Job | None:
+        try:
+            return self.context.store.get(self.job.id)
+        except sqlite3.Error:  # the store is closed (a shutdown): the outcome is all there is
+            return None
 
     # --- saving and showing ------------------------------------------------------------------------
 

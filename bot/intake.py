@@ -94,7 +94,9 @@ class Intake:
 
         def send_card_then_submit() -> None:
             try:
-                card = cards.queued_card(job.id, spec)  # built here: off the request path too
+                card = cards.queued_card(
+                    job.id, spec, key=job.idempotency_key or ""
+                )  # built here: off the request path too
                 uuid = reply_uuid(message.message_id)
                 self._store.set_card_message(job.id, self._replier.reply_card(message.message_id, card, uuid=uuid))
             finally:

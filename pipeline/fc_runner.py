@@ -323,8 +323,10 @@ class FcAsyncRunner:
 
     # --- cancel and stop ---------------------------------------------------------------------------
 
-    def cancel(self, job_id: str) -> None:
-        """Cancel a job wherever it runs; ``CancelFailed`` (with a toast for the user) when it cannot."""
+    def cancel(self, job_id: str, *, key: str | None = None) -> None:
+        """Cancel a job wherever it runs; ``CancelFailed`` (with a toast for the user) when it cannot.
+        A job this instance has no record of is stopped by its task id, derived from ``key`` (its
+        idempotency key, carried by the card's button); the caller then updates the card."""
         with self._lock:
             token = self._active.get(job_id)
         if token is not None:
@@ -334,18 +336,13 @@ class FcAsyncRunner:
             return
         job = self.store.get(job_id)
         if job is None:
-            raise CancelFailed(f"job {job_id} is not in this instance's store", CANCEL_ELSEWHERE)
+            if not key:
+                raise CancelFailed(f"job {job_id} is not in this instance's store", CANCEL_ELSEWHERE)
+            self._stop_task(task_id_for(key, job_id), job_id)
+            return
         if job.status.terminal:
             return
-        if self._stopper is None:
-            raise CancelFailed("no FC task stopper configured", CANCEL_NOT_SET_UP)
-        task_id = task_id_for(job.idempotency_key, job.id)
-        try:
-            self._stopper.stop(task_id)
-        except TaskStopError as exc:
-            log.warning("could not stop FC task %s of job %s: %s", task_id, job_id, exc.reason)
-            message = CANCEL_NOT_STOPPED if exc.status is not None else CANCEL_NOT_SET_UP
-            raise CancelFailed(exc.reason, message) from None
+        self._stop_task(task_id_for(job.idempotency_key, job.id), job_id)
         # FC stopped the invocation, which therefore cannot report its own end: this instance does.
         after = self.store.request_cancel(job_id)
         if after is not None and after.status is JobStatus.CANCELLED and job.status is JobStatus.QUEUED:
@@ -354,6 +351,16 @@ class FcAsyncRunner:
         finished, changed = self.store.try_finish(job_id, JobStatus.CANCELLED)
         if changed:
             self._notify(finished)
+
+    def _stop_task(self, task_id: str, job_id: str) -> None:
+        if self._stopper is None:
+            raise CancelFailed("no FC task stopper configured", CANCEL_NOT_SET_UP)
+        try:
+            self._stopper.stop(task_id)
+        except TaskStopError as exc:
+            log.warning("could not stop FC task %s of job %s: %s", task_id, job_id, exc.reason)
+            message = CANCEL_NOT_STOPPED if exc.status is not None else CANCEL_NOT_SET_UP
+            raise CancelFailed(exc.reason, message) from None
 
     def interrupt_running(self) -> list[Job]:
         """FAIL the jobs running here with the "interrupted by the platform" message, tell their users,

@@ -93,7 +93,11 @@ class Runner(Protocol):
 
     def submit(self, job_id: str) -> None: ...
 
-    def cancel(self, job_id: str) -> None: ...
+    def cancel(self, job_id: str, *, key: str | None = None) -> None:
+        """Cancel a job. ``key`` (its idempotency key) lets a runner stop a job it has no record of
+        (Function Compute: the job runs in another instance); others ignore it. A cancel that cannot
+        be carried out raises a ``PipelineError`` whose ``user_message`` says why."""
+        ...
 
     def stop(self, timeout_s: float = 30.0) -> None: ...
 
@@ -259,8 +263,9 @@ class LocalRunner:
             self._waiting.add(job_id)
         self._queue.put(job_id)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, key: str | None = None) -> None:
         """Cancel through the store (seen by any runner) and, for a job running here, at once."""
+        del key  # every job this runner runs is in its store
         with self._lock:
             token = self._active.get(job_id)
         _cancel(self.store, job_id, token, self.on_finished)
@@ -371,8 +376,9 @@ class SyncRunner:
             with self._lock:
                 self._active.pop(job_id, None)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, key: str | None = None) -> None:
         """From another thread (a Ctrl-C handler): flag it in the store and trip the running job's token."""
+        del key
         with self._lock:
             token = self._active.get(job_id)
         _cancel(self.store, job_id, token, self.on_finished)

@@ -119,7 +119,7 @@ def test_a_job_not_started_yet_reads_queued_with_a_cancel_button() -> None:
     card = progress_card(make_job(status=JobStatus.QUEUED, started_at=None), now=T0 + 5)
     assert header(card) == ("视频分析已排队", "Video analysis queued", "blue")
     assert stage_lines(card) == ["✅ 已排队 / Queued"]
-    assert callbacks(card) == [{"action": "cancel", "job_id": "jJOB", "creator": CREATOR}]
+    assert callbacks(card) == [{"action": "cancel", "job_id": "jJOB", "creator": CREATOR, "key": "om_1"}]
     assert "https://v.example.com/1.mp4" in text(card)
 
 
@@ -139,7 +139,7 @@ def test_a_running_job_shows_a_line_per_stage_reached() -> None:
     assert "语音转写中 40% / transcribing 40%" in body
     assert "链接不存在（HTTP 404）。" in body and "The link was not found (HTTP 404)." in body
     assert f"<at id={CREATOR}></at>" in body
-    assert callbacks(card) == [{"action": "cancel", "job_id": "jJOB", "creator": CREATOR}]
+    assert callbacks(card) == [{"action": "cancel", "job_id": "jJOB", "creator": CREATOR, "key": "om_1"}]
 
 
 def test_failures_come_first_with_their_reasons() -> None:

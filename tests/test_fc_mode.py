@@ -390,6 +390,54 @@ def test_a_cancel_on_another_instance_stops_the_fc_task_and_updates_the_card(
         cancelled = a.bot.store.get(job.id)
         assert cancelled is not None and cancelled.status is JobStatus.CANCELLED
         assert cards_saying(fake_feishu.message(reply.message_id), "视频分析已取消")
+        end_stopped_invocation(b, job.id)
+
+
+def test_a_cancel_on_an_instance_that_never_saw_the_job_still_stops_it(
+    tmp_path: Path, fake_feishu: FakeFeishu, front: FakeFcFront, media_server: MediaServer
+) -> None:
+    """Instances share no disk: the click may land on one with no record of the job. The button carries
+    the creator and the job's key, so that instance can still check who clicked and stop the task."""
+    slow = media_server.url("/trickle/clip.mp4?chunk=65536&pause=1.0")
+    env_a, env_b, env_c = (fc_env(tmp_path, fake_feishu, front, name) for name in "abc")
+    with (
+        env_a.serve(job_function=None) as a,
+        env_b.serve(job_function=None) as b,
+        env_c.serve(job_function=None) as c,
+    ):
+        front.route_to(b.url)  # the webhook reaches A, the job runs on B, the clicks reach C
+        message_id, job = send_and_get_job(a, front, slow)
+        wait_for(lambda: (j := b.bot.store.get(job.id)) is not None and j.status is JobStatus.RUNNING, "B runs it")
+        (reply,) = a.replies_to(message_id)
+        (cancel_value,) = callback_values(json.loads(reply.history[0]))
+        assert c.bot.store.get(job.id) is None
+
+        stranger = c.events.card_action(
+            value=cancel_value, operator_open_id="ou_someone_else", open_message_id=reply.message_id
+        )
+        refused = c.send(through_fc(stranger, front))
+        assert refused.json()["toast"]["i18n"]["en_us"] == "Only the person who started this job can do that."
+        assert front.stops == []
+
+        click = c.events.card_action(
+            value=cancel_value, operator_open_id=job.spec.creator_id, open_message_id=reply.message_id
+        )
+        answer = c.send(through_fc(click, front)).json()
+
+        assert answer["toast"]["i18n"]["en_us"] == "Cancelled."
+        assert "任务已取消" in card_text(answer["card"]["data"])  # the clicked card, replaced in the answer
+        task_id = task_id_for(message_id, job.id)
+        (stop,) = front.stops_of(task_id)
+        assert (stop.status, stop.signature_valid) == (200, True)
+        assert front.task_states[task_id] == "Stopped"
+        end_stopped_invocation(b, job.id)
+
+
+def end_stopped_invocation(instance: WebhookClient, job_id: str) -> None:
+    """FC ends an invocation it stopped; the stand-in cannot reach into the instance, so the test does,
+    rather than leave the job's threads running past the test."""
+    instance.bot.runner.cancel(job_id)
+    wait_for(lambda: (j := instance.bot.store.get(job_id)) is not None and j.status.terminal, "the job ends")
 
 
 def stopper_runner(tmp_path: Path, front: FakeFcFront, store: JobStore, fc: FcContext) -> FcAsyncRunner:
@@ -500,6 +548,9 @@ def test_pre_stop_stops_intake_and_tells_the_running_jobs_user(
         front.wait_for_replay(invocation)
         assert invocation.replay_status == 200
         assert invocation.replay_body == {"job_id": job.id, "status": "failed", "error": "interrupted_by_platform"}
+        # ...and its own last card does not cover the "interrupted" one with a "cancelled" one.
+        last_card = json.loads(fake_feishu.message(reply.message_id).history[-1])
+        assert "Function Compute recycled the instance" in card_text(last_card)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -28,7 +28,9 @@ def test_a_link_is_acknowledged_queued_and_answered_with_the_queued_card(webhook
     assert card["config"]["update_multi"] is True
     assert "https://videos.example.com/demo.mp4" in card_text(card)
     assert "视频分析已排队" in card_text(card) and "Video analysis queued" in card_text(card)
-    assert callback_values(card) == [{"action": "cancel", "job_id": job.id, "creator": job.spec.creator_id}]
+    assert callback_values(card) == [
+        {"action": "cancel", "job_id": job.id, "creator": job.spec.creator_id, "key": job.idempotency_key}
+    ]
 
     # The card's message id is stored with the job, then the job is handed to the runner.
     finished = webhook.wait_for_status(job.id, JobStatus.DONE)
