@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,28 @@ class SeenStore:
 
     def first_time(self, kind: str, key: str, now: float) -> bool:
         """Record (kind, key); True if it was not recorded before (within the TTL)."""
+        return self.first_time_all([(kind, key)], now) is None
+
+    def first_time_all(self, keys: Sequence[tuple[str, str]], now: float) -> tuple[str, str] | None:
+        """Record every (kind, key) in one transaction (one commit on the request path instead of one
+        per key). Returns the first one that was recorded before, or None when all are new."""
         if now - self._last_purge >= self._purge_every_s:
             self.purge(now)
+        duplicate: tuple[str, str] | None = None
         with self._lock:
-            cursor = self._conn.execute(
-                "INSERT OR IGNORE INTO webhook_seen (kind, key, seen_at) VALUES (?, ?, ?)", (kind, key, now)
-            )
-            return cursor.rowcount == 1
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for kind, key in keys:
+                    cursor = self._conn.execute(
+                        "INSERT OR IGNORE INTO webhook_seen (kind, key, seen_at) VALUES (?, ?, ?)", (kind, key, now)
+                    )
+                    if cursor.rowcount != 1 and duplicate is None:
+                        duplicate = (kind, key)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return duplicate
 
     def forget(self, kind: str, key: str) -> None:
         """Undo a record, so a redelivery is handled (used when handling failed after recording)."""

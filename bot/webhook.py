@@ -4,16 +4,20 @@ A request passes these steps in order; the first that refuses answers with a 4xx
 reason (also counted in metrics), never a 500 or a stack trace:
 
     body          empty / not JSON / not a JSON object                        400
-    envelope      ciphertext not base64 or not decryptable; not a v2 event     400
-    signed?       event without X-Lark-Signature/-Timestamp/-Nonce headers     401  (when an encrypt key is set)
+    signed?       event without X-Lark-Signature/-Timestamp/-Nonce headers     401  (when an encrypt key is set;
+                  decrypted here only to let an unsigned url_verification through)
     replay        X-Lark-Request-Timestamp outside the replay window           401  (the SDK has no such check)
     SDK           lark_oapi's EventDispatcherHandler: decryption, verification
                   token and signature; dispatch to processors that only
                   record the parsed event                                       401 token / 401 signature
+                  A refusal is explained by looking at the request ourselves:
+                  ciphertext not base64 or not decryptable; not a v2 event     400
     ours?         header.app_id is another app's                               403
     route         unknown event type -> 200 ignored; bot senders -> 200 ignored;
                   redelivered event_id or message_id -> 200 {"msg": "duplicate"}
                   messages -> ``on_message``; card callbacks -> ``on_card_action`` (toast / card)
+
+An accepted event is decrypted once, by the SDK: the request path does not pay for a second opinion.
 
 ``url_verification`` (plain or encrypted, signed or not) is answered ``{"challenge": ...}``.
 
@@ -106,6 +110,18 @@ class _Refused(Exception):
     def __init__(self, reason: Rejection) -> None:
         super().__init__(reason.value)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Dispatched:
+    """What the SDK made of a request it accepted: a url_verification's challenge, or an event (the
+    parsed SDK object, None for a type nobody handles) and its header fields."""
+
+    challenge: str | None = None
+    event: Any = None
+    event_type: str = ""
+    event_id: str = ""
+    app_id: str = ""
 
 
 MessageHandler = Callable[[IncomingMessage], None]
@@ -201,36 +217,35 @@ class WebhookHandler:
             self.warm_up()
         lowered = {k.lower(): v for k, v in headers.items()}
         try:
-            plaintext = self._open(body)
-            is_verification = plaintext.get("type") == URL_VERIFICATION
-            if not is_verification:
-                self._require_signature_headers(lowered)
+            if not body.strip():
+                raise _Refused(Rejection.EMPTY_BODY)
+            envelope = _json_object(body, Rejection.NOT_JSON, Rejection.NOT_AN_OBJECT)
+            unsigned = self._encrypt_key and not all(lowered.get(name) for name in SIGNATURE_HEADERS)
+            # Only a url_verification may come unsigned: decrypt it here to see which this is.
+            if unsigned and self._open(envelope).get("type") != URL_VERIFICATION:
+                raise _Refused(Rejection.MISSING_SIGNATURE)
             self._check_replay_window(lowered)
-            recorded, unknown_type = self._dispatch(lowered, body)
+            dispatched = self._dispatch(lowered, body, envelope)
         except _Refused as refused:
             return self._refuse(refused.reason)
 
-        if is_verification:
+        if dispatched.challenge is not None:
             self._metrics.events_received.labels(event_type=URL_VERIFICATION).inc()
-            return WebhookResponse.ok(challenge=str(plaintext.get("challenge", "")))
-
-        header = plaintext.get("header") or {}
-        event_type = str(header.get("event_type", ""))
-        event_id = str(header.get("event_id", ""))
-        if self._app_id and header.get("app_id") != self._app_id:
+            return WebhookResponse.ok(challenge=dispatched.challenge)
+        if self._app_id and dispatched.app_id != self._app_id:
             return self._refuse(Rejection.OTHER_APP)
-        self._metrics.events_received.labels(event_type=event_type).inc()
-        if unknown_type or not recorded:
+        self._metrics.events_received.labels(event_type=dispatched.event_type).inc()
+        if dispatched.event is None:
             self._metrics.ignored.labels(reason="unknown_event_type").inc()
             return WebhookResponse.ok(msg="ignored")
 
-        with log_context(event_id=event_id or None):
+        with log_context(event_id=dispatched.event_id or None):
             try:
-                if event_type == CARD_ACTION:
-                    return self._card_action(_card_action_from_sdk(recorded[0]))
-                return self._message(_message_from_sdk(recorded[0]))
+                if dispatched.event_type == CARD_ACTION:
+                    return self._card_action(_card_action_from_sdk(dispatched.event))
+                return self._message(_message_from_sdk(dispatched.event))
             except Exception as exc:
-                log.error("handling %s failed: %s: %s", event_type, type(exc).__name__, exc, exc_info=True)
+                log.error("handling %s failed: %s: %s", dispatched.event_type, type(exc).__name__, exc, exc_info=True)
                 return self._refuse(Rejection.UNAVAILABLE)
 
     # --- steps -----------------------------------------------------------------------------------
@@ -241,11 +256,10 @@ class WebhookHandler:
             log.info("webhook request refused: %s", reason.value)
         return _problem(reason)
 
-    def _open(self, body: bytes) -> dict[str, Any]:
-        """The event as JSON: the body itself, or what its ``encrypt`` field decrypts to."""
-        if not body.strip():
-            raise _Refused(Rejection.EMPTY_BODY)
-        envelope = _json_object(body, Rejection.NOT_JSON, Rejection.NOT_AN_OBJECT)
+    def _open(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        """The event as JSON: the body itself, or what its ``encrypt`` field decrypts to. Only used where
+        the SDK cannot say it (an unsigned request, or one the SDK refused): on the way of an ordinary
+        event the SDK's decryption is the only one."""
         if "encrypt" in envelope:
             ciphertext = envelope["encrypt"]
             if not isinstance(ciphertext, str) or not ciphertext or self._cipher is None:
@@ -265,11 +279,6 @@ class WebhookHandler:
             raise _Refused(Rejection.NOT_AN_EVENT)
         return plaintext
 
-    def _require_signature_headers(self, headers: Mapping[str, str]) -> None:
-        # Without an encrypt key Feishu neither encrypts nor signs; the verification token is all there is.
-        if self._encrypt_key and not all(headers.get(name) for name in SIGNATURE_HEADERS):
-            raise _Refused(Rejection.MISSING_SIGNATURE)
-
     def _check_replay_window(self, headers: Mapping[str, str]) -> None:
         stamp = headers.get("x-lark-request-timestamp")
         if stamp is None:
@@ -281,9 +290,9 @@ class WebhookHandler:
         if abs(self._clock() - sent_at) > self._replay_window_s:
             raise _Refused(Rejection.STALE_TIMESTAMP)
 
-    def _dispatch(self, headers: Mapping[str, str], body: bytes) -> tuple[list[Any], bool]:
-        """Run the SDK (token, signature, parsing). Returns what the processors recorded, and whether
-        the event type is one nobody registered."""
+    def _dispatch(self, headers: Mapping[str, str], body: bytes, envelope: dict[str, Any]) -> _Dispatched:
+        """Run the SDK: decryption, token, signature, parsing. When it refuses, look at the request
+        ourselves to say why (the SDK answers every failure alike, with a 500 and a message)."""
         from lark_oapi.core.model import RawRequest
 
         request = RawRequest()
@@ -298,10 +307,24 @@ class WebhookHandler:
         finally:
             _recorded.reset(token)
         if response.status_code == 200:
-            return slot, False
+            if slot:
+                header = getattr(slot[0], "header", None)
+                return _Dispatched(
+                    event=slot[0],
+                    event_type=_s(getattr(header, "event_type", None)),
+                    event_id=_s(getattr(header, "event_id", None)),
+                    app_id=_s(getattr(header, "app_id", None)),
+                )
+            return _Dispatched(challenge=_challenge(response.content))
+        plaintext = self._open(envelope)  # raises the precise reason for undecryptable and non-events
         failure = _sdk_failure(response.content)
         if "processor not found" in failure:
-            return slot, True
+            header = plaintext.get("header") or {}
+            return _Dispatched(
+                event_type=str(header.get("event_type", "")),
+                event_id=str(header.get("event_id", "")),
+                app_id=str(header.get("app_id", "")),
+            )
         if "verification_token" in failure:
             raise _Refused(Rejection.INVALID_TOKEN)
         if "signature" in failure:
@@ -316,15 +339,13 @@ class WebhookHandler:
             # Our own cards and other bots' messages come back as events too.
             self._metrics.ignored.labels(reason="bot_sender").inc()
             return WebhookResponse.ok(msg="ignored")
-        now = self._clock()
-        recorded: list[tuple[str, str]] = []
-        for kind, key in (("event_id", message.event_id), ("message_id", message.message_id)):
-            if not key:
-                continue
-            if not self._seen.first_time(kind, key, now):
-                self._metrics.duplicates.labels(key=kind).inc()
-                return WebhookResponse.ok(msg="duplicate")
-            recorded.append((kind, key))
+        recorded = [
+            (kind, key) for kind, key in (("event_id", message.event_id), ("message_id", message.message_id)) if key
+        ]
+        duplicate = self._seen.first_time_all(recorded, self._clock())
+        if duplicate is not None:
+            self._metrics.duplicates.labels(key=duplicate[0]).inc()
+            return WebhookResponse.ok(msg="duplicate")
         try:
             self._on_message(message)
         except Exception:
@@ -360,6 +381,14 @@ def _json_object(raw: bytes, not_json: Rejection, not_object: Rejection) -> dict
 
 def _title_case(name: str) -> str:
     return "-".join(part.capitalize() for part in name.split("-"))
+
+
+def _challenge(content: bytes | None) -> str:
+    try:
+        answer = json.loads(content or b"{}")
+    except ValueError:
+        return ""
+    return str(answer.get("challenge", "")) if isinstance(answer, dict) else ""
 
 
 def _sdk_failure(content: bytes | None) -> str:

@@ -248,18 +248,36 @@ class JobStore:
     ) -> tuple[Job, bool]:
         """Queue a new job. With a key already used (a redelivered event), return that job and False."""
         now = self._clock()
+        job_id = new_job_id()
+        spec_json = _dumps(spec.to_dict())  # outside the write lock
         with self._transaction() as db:
-            if idempotency_key is not None:
-                row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
-                if row is not None:
-                    return self._row_to_job(row), False
-            job_id = new_job_id()
-            db.execute(
+            # One statement on the webhook's path: the UNIQUE key turns a redelivery into a no-op.
+            inserted = db.execute(
                 "INSERT INTO jobs (id, spec, status, parent_job_id, idempotency_key, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, _dumps(spec.to_dict()), JobStatus.QUEUED.value, parent_job_id, idempotency_key, now, now),
-            )
-            return self._fetch_existing(db, job_id), True
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                (job_id, spec_json, JobStatus.QUEUED.value, parent_job_id, idempotency_key, now, now),
+            ).rowcount
+            if not inserted:
+                row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                return self._row_to_job(row), False
+        job = Job(
+            id=job_id,
+            spec=spec,
+            status=JobStatus.QUEUED,
+            progress={},
+            result={},
+            error=None,
+            card_message_id=None,
+            attempts=0,
+            cancel_requested=False,
+            parent_job_id=parent_job_id,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            finished_at=None,
+        )
+        return job, True
 
     def adopt(
         self,

@@ -112,3 +112,12 @@ def test_shares_the_job_store_file_in_wal_mode(tmp_path: Path) -> None:
     assert {"jobs", "webhook_seen"} <= tables
     assert versions == {"jobs": 1, "webhook_seen": 1}
     assert jobs.get(job.id) is not None
+
+
+def test_several_keys_are_recorded_together_and_the_first_repeat_is_named(tmp_path: Path) -> None:
+    seen = SeenStore(tmp_path / "state.sqlite3")
+    assert seen.first_time_all([("event_id", "e1"), ("message_id", "m1")], now=1000.0) is None
+    # A redelivery with a new event id: the new id is kept, the message id is the repeat.
+    assert seen.first_time_all([("event_id", "e2"), ("message_id", "m1")], now=1001.0) == ("message_id", "m1")
+    assert not seen.first_time("event_id", "e2", now=1002.0)
+    assert seen.count() == 3
