@@ -168,11 +168,14 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
             return _unavailable()
         if body is None:
             answer = ready.reject_oversized()
+        elif not ready.handler_threads:
+            # Short CPU work (AES, the SDK's parsing, a few SQLite writes) that never waits on the network:
+            # done right here, it costs less than the hop to a thread and back.
+            answer = ready.handle_webhook(request.headers, body)
         else:
             if not handler_slots:
                 handler_slots.append(anyio.CapacityLimiter(ready.handler_threads))
-            # Off the event loop (SQLite writes, AES), on few threads: the work holds the GIL, and many
-            # threads taking turns at it answer slower than one working through a queue.
+            # The handler waits on Feishu (replies sent inline): off the event loop, on threads.
             answer = await anyio.to_thread.run_sync(
                 ready.handle_webhook, request.headers, body, limiter=handler_slots[0]
             )

@@ -87,10 +87,10 @@ class Bot:
     lifecycle: Lifecycle  # FC hooks (/initialize, /pre-stop), /jobs/run, shutdown notices
     # Keeps jobs' cards current; started before the runner, so jobs resumed at start find it running.
     card_updater: ProgressCards | None = None
-    # How many webhook requests the server lets run ``handle_webhook`` at once. The handler is CPU work
-    # under the GIL (plus short SQLite writes), so one thread is fastest; an inline outbox makes it wait
-    # on Feishu, and then requests need threads of their own.
-    handler_threads: int = 1
+    # Threads the server runs ``handle_webhook`` on; 0 = on the event loop itself. The handler is short
+    # CPU work under the GIL (plus short SQLite writes), done fastest where the request already is; an
+    # inline outbox makes it wait on Feishu, and then requests need threads of their own.
+    handler_threads: int = 0
 
     def start(self) -> None:
         self.outbox.start()
@@ -225,7 +225,7 @@ def build_bot(
             fc=runner_parts.fc,
         ),
         card_updater=card_updater,
-        handler_threads=8 if isinstance(outbox, InlineOutbox) else 1,
+        handler_threads=8 if isinstance(outbox, InlineOutbox) else 0,
     )
 
 
