@@ -1,5 +1,5 @@
 # Both entry points set themselves up (system tools, .venv/) idempotently before they run.
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint lint-only setup clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,12 +11,16 @@ setup:
 demo: setup
 	@$(PY) -m pipeline.demo
 
+# The suite first (its failures matter most), then the linters; either failing fails the target.
 test: setup
 	$(PY) -m pytest
+	@$(MAKE) --no-print-directory lint-only
 
-lint: setup
+lint: setup lint-only
+
+lint-only:
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check bot pipeline server.py
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 clean:

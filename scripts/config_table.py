@@ -41,7 +41,7 @@ def _default(name: str, field: FieldInfo) -> str:
     value: Any = field.get_default(call_default_factory=True)
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
-    if value in ("", None):
+    if value in ("", None) or value == () or value == []:
         return "(empty)"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
