@@ -41,6 +41,8 @@ _ENGLISH_STOPWORDS_TEXT = """
     we've well were weren't what what's whatever when when's where where's whether which while who who's
     whom whose why why's will with within without won't would wouldn't yeah yes yet you you'd you'll you're
     you've your yours yourself yourselves today tomorrow yesterday
+    went come came comes coming give gave given gives giving took taken takes taking tell told tells saw
+    seen look looked looks put puts keep kept find found thought try tried tries trying call called
     """
 
 # The signposts and courtesies of a talk: every meeting has them, so they say nothing about this one.
