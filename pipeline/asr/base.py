@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from pipeline.config import cpu_count
 from pipeline.models import CancelToken, Transcript
@@ -39,6 +40,27 @@ class Transcriber(Protocol):
     def warm(self) -> None:
         """Load the model now (the FC ``/initialize`` hook and the CLI call it before the first job)."""
         ...
+
+
+M = TypeVar("M")
+
+
+class LoadOnce(Generic[M]):
+    """A model loaded on first use, once per engine, however many threads ask for it at the same time
+    (loading FunASR takes seconds and hundreds of MB: it must never happen twice)."""
+
+    def __init__(self, load: Callable[[], M]) -> None:
+        self._load = load
+        self._model: M | None = None
+        self._lock = threading.Lock()
+        self.count = 0  # how many times the model was actually loaded: 1 at most, unless loading failed
+
+    def get(self) -> M:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+                self.count += 1
+            return self._model
 
 
 def resolve_threads(configured: int) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.asr.audio import AudioWindows
-from pipeline.asr.base import ProgressFn, ProgressReporter, resolve_threads, tidy_text, unreadable_reason
+from pipeline.asr.base import LoadOnce, ProgressFn, ProgressReporter, resolve_threads, tidy_text, unreadable_reason
 from pipeline.errors import ModelUnavailableError, TranscriptionError
 from pipeline.models import CancelToken, Segment, Transcript
 
@@ -85,24 +85,19 @@ class FunasrTranscriber:
         self._max_segment_s = max_segment_s
         asr_setting = self._settings["FUNASR_MODEL_DIR"]
         self.model_name = Path(asr_setting).name if asr_setting else HUB_ASR
-        self._model: Any = None
         self._has_vad = bool(self._settings["FUNASR_VAD_MODEL_DIR"]) or allow_download
-        self._load_lock = threading.Lock()
+        self._model: LoadOnce[Any] = LoadOnce(self._load)
         # AutoModel keeps per-call state on itself (its kwargs dicts): one generate() at a time.
         self._infer_lock = threading.Lock()
-        self.load_count = 0  # how many times the models were actually loaded (once per instance)
 
     # -- loading ------------------------------------------------------------------------------------
 
-    def warm(self) -> None:
-        self._loaded()
+    @property
+    def load_count(self) -> int:
+        return self._model.count
 
-    def _loaded(self) -> Any:
-        with self._load_lock:
-            if self._model is None:
-                self._model = self._load()
-                self.load_count += 1
-            return self._model
+    def warm(self) -> None:
+        self._model.get()
 
     def _resolve(self, setting: str, hub_name: str) -> _ModelRef | None:
         """The model a setting names; None when it is empty and downloads are not allowed."""
@@ -188,7 +183,7 @@ class FunasrTranscriber:
             )
         window_s = self._window_s if self._has_vad else min(self._window_s, _WINDOW_WITHOUT_VAD_S)
         windows = AudioWindows(audio_path, window_s=window_s)  # checks the file before the model loads
-        model = self._loaded()
+        model = self._model.get()
         progress = ProgressReporter(on_progress)
         segments: list[Segment] = []
         with self._infer_lock:

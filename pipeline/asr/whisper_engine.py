@@ -13,13 +13,12 @@ for the rest, so one video gets one language.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.asr.audio import AudioWindows
-from pipeline.asr.base import ProgressFn, ProgressReporter, resolve_threads, tidy_text, unreadable_reason
+from pipeline.asr.base import LoadOnce, ProgressFn, ProgressReporter, resolve_threads, tidy_text, unreadable_reason
 from pipeline.errors import JobCancelled, ModelUnavailableError, TranscriptionError
 from pipeline.models import CancelToken, Segment, Transcript
 
@@ -57,21 +56,16 @@ class WhisperTranscriber:
         self._threads = resolve_threads(threads)
         self._beam_size = beam_size
         self.model_name = Path(self._model_dir_setting).name if self._model_dir_setting else BUNDLED_MODEL_NAME
-        self._model: WhisperModel | None = None
-        self._load_lock = threading.Lock()
-        self.load_count = 0  # how many times a model was actually loaded (once per instance)
+        self._model: LoadOnce[WhisperModel] = LoadOnce(self._load)
 
     # -- loading ------------------------------------------------------------------------------------
 
-    def warm(self) -> None:
-        self._loaded()
+    @property
+    def load_count(self) -> int:
+        return self._model.count
 
-    def _loaded(self) -> WhisperModel:
-        with self._load_lock:
-            if self._model is None:
-                self._model = self._load()
-                self.load_count += 1
-            return self._model
+    def warm(self) -> None:
+        self._model.get()
 
     def _model_path(self) -> Path:
         if self._model_dir_setting:
@@ -131,7 +125,7 @@ class WhisperTranscriber:
         if cancel is not None:
             cancel.raise_if_cancelled()
         windows = AudioWindows(audio_path, window_s=self._window_s)  # checks the file before the model loads
-        model = self._loaded()
+        model = self._model.get()
         language = self._language_for(model, language)
         locked = language is not None
         probability = 0.0
