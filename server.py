@@ -229,6 +229,10 @@ def _secrets(settings: Settings) -> list[str]:
     ]
 
 
+# Seconds a thread may hold the GIL before the event loop can take it back (CPython's default: 0.005).
+ACK_SWITCH_INTERVAL_S = 0.001
+
+
 def main() -> None:
     try:
         settings = Settings.load()
@@ -242,6 +246,9 @@ def main() -> None:
         raise SystemExit(2)
     if not settings.feishu_encrypt_key.get_secret_value():
         log.warning("FEISHU_ENCRYPT_KEY is not set: events arrive unencrypted and unsigned")
+    # Webhooks are answered on the event loop while job and reply threads keep the GIL busy; with the
+    # default 5 ms switch interval each hand-over makes a webhook wait that long, several times over.
+    sys.setswitchinterval(ACK_SWITCH_INTERVAL_S)
 
     import uvicorn
 
