@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pipeline import ffmpeg, frames
 from pipeline.asr import get_transcriber
@@ -56,9 +56,12 @@ from pipeline.models import (
     VideoSource,
     VideoStatus,
 )
-from pipeline.outputs import write_video_outputs
+from pipeline.outputs import video_record, write_json, write_video_outputs
 from pipeline.report import write_batch_report
 from pipeline.sources import SourceRegistry
+
+if TYPE_CHECKING:
+    from pipeline.insight.runner import InsightRun
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +152,7 @@ class Analyzer:
         out_dir.mkdir(parents=True, exist_ok=True)
         emit(ProgressEvent(Stage.STARTED, video_count=count))
 
+        insight = self._insight_run(options)
         results: list[VideoResult] = []
         if count:
             workers = min(count, self._settings.max_parallel_downloads)
@@ -164,12 +168,21 @@ class Analyzer:
                         video_count=count,
                         emit=emit,
                         cancel=cancel,
+                        insight=insight,
                     )
                     for index, source in enumerate(sources)
                 ]
                 results = [future.result() for future in futures]
 
-        batch = BatchResult(videos=results, out_dir=out_dir, started_at=started, finished_at=time.time())
+        overview = insight.overview(results) if insight is not None and not cancel.cancelled else None
+        batch = BatchResult(
+            videos=results,
+            out_dir=out_dir,
+            started_at=started,
+            finished_at=time.time(),
+            insight_enabled=insight is not None,
+            overview=overview,
+        )
         batch.results_json, batch.results_xlsx = write_batch_report(batch)
         return batch
 
@@ -186,8 +199,12 @@ class Analyzer:
         video_count: int = 1,
         emit: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        insight: InsightRun | None = None,
     ) -> VideoResult:
-        """One video, start to end. Returns a result in every case; a cancelled batch gets CANCELLED."""
+        """One video, start to end. Returns a result in every case; a cancelled batch gets CANCELLED.
+
+        With ``insight`` the model is asked after the CPU stages, outside the CPU slot: its network
+        wait never holds up the next video's transcription."""
         cancel = cancel or CancelToken()
         emit = emit or (lambda _event: None)
         name = safe_filename(source.display_name, default="video")
@@ -208,6 +225,8 @@ class Analyzer:
 
         try:
             result = self._run_stages(run, options, enter, emit, video_count, cancel)
+            if insight is not None and result.media is not None and not cancel.cancelled:
+                self._add_insight(insight, result, run.out_dir)
         except JobCancelled:
             result = self._result(run, VideoStatus.CANCELLED)
             # Half a video's files are of no use to anyone; results.json still lists it as cancelled.
@@ -227,6 +246,29 @@ class Analyzer:
         end = {VideoStatus.OK: Stage.DONE, VideoStatus.FAILED: Stage.FAILED}.get(result.status, Stage.CANCELLED)
         emit(ProgressEvent(end, index, video_count, failure=result.failure))
         return result
+
+    def _insight_run(self, options: AnalysisOptions) -> InsightRun | None:
+        if not self._settings.insight_enabled:
+            return None
+        # Imported only when insight is on: a plain run never loads the model client.
+        from pipeline.insight.runner import InsightRun
+
+        return InsightRun(self._settings, options)
+
+    @staticmethod
+    def _add_insight(insight: InsightRun, result: VideoResult, out_dir: Path) -> None:
+        """Ask the model about ``result``, then write notes.md and refresh metadata.json."""
+        from pipeline.insight.notes import write_notes
+
+        result.insight = insight.video(result)
+        if result.outputs is None:
+            return
+        try:
+            result.outputs = replace(result.outputs, notes_md=write_notes(result, out_dir))
+            if result.outputs.metadata_json is not None:
+                write_json(result.outputs.metadata_json, video_record(result, out_dir))
+        except OSError as exc:
+            log.warning("video %d: notes.md not written: %s", result.index + 1, exc)
 
     def _failed(self, run: _VideoRun, failure: VideoFailure) -> VideoResult:
         """The result of a video that stopped at ``failure``, with its metadata.json saying why."""

@@ -13,7 +13,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GIB = 1024**3
@@ -112,6 +112,45 @@ class PipelineSettings(BaseSettings):
     )
     max_screenshots: int = Field(default=20, ge=1, le=200, description="Cap on screenshots per video.")
 
+    # --- insight (an OpenAI-compatible model; off unless LLM_BASE_URL and LLM_MODEL are set) ----------
+    llm_base_url: str = Field(
+        default="",
+        description="OpenAI-compatible endpoint for summaries, chapters and Q&A (e.g. "
+        "https://dashscope.aliyuncs.com/compatible-mode/v1); empty = insight off.",
+    )
+    llm_api_key: SecretStr = Field(default=SecretStr(""), description="API key for LLM_BASE_URL (never logged).")
+    llm_model: str = Field(default="", description="Text model name at LLM_BASE_URL; empty = insight off.")
+    vlm_model: str = Field(
+        default="", description="Vision model name at LLM_BASE_URL for the visual read; empty = no visual read."
+    )
+    llm_timeout_s: float = Field(default=120.0, gt=0, le=1800, description="Seconds one model call may take.")
+    llm_max_retries: int = Field(
+        default=2, ge=0, le=8, description="Retries of a call on timeouts, 429 (after Retry-After) and 5xx."
+    )
+    llm_concurrency: int = Field(default=4, ge=1, le=64, description="Model calls in flight at once (process-wide).")
+    llm_max_output_tokens: int = Field(default=2000, ge=100, le=32000, description="Cap on one answer's tokens.")
+    llm_chunk_chars: int = Field(
+        default=24000,
+        ge=2000,
+        le=500000,
+        description="Transcript characters sent in one call; longer ones are summarised in chunks and merged.",
+    )
+    llm_tokens_per_video: int = Field(
+        default=120000, ge=1000, description="Token budget (prompt + answer) for one video's insight."
+    )
+    llm_tokens_per_job: int = Field(default=1000000, ge=1000, description="Token budget for a whole job.")
+    vlm_max_screenshots: int = Field(
+        default=8, ge=1, le=50, description="Screenshots per video sent to VLM_MODEL (spread over the video)."
+    )
+    vlm_image_max_px: int = Field(
+        default=768, ge=128, le=4096, description="Longest side, in pixels, of a screenshot sent to VLM_MODEL."
+    )
+    insight_retention_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="Days transcripts are kept in DATA_DIR for follow-up questions; 0 = keep nothing.",
+    )
+
     # --- jobs and logs -----------------------------------------------------------------------------
     max_concurrent_jobs: int = Field(default=2, ge=1, le=32, description="Jobs run at once by the local runner.")
     job_max_attempts: int = Field(
@@ -161,6 +200,16 @@ class PipelineSettings(BaseSettings):
         if head not in ("scenes", "interval", "times"):
             raise ValueError("must be scenes, interval:N or times:T1,T2,...")
         return value.strip()
+
+    @field_validator("llm_base_url", "llm_model", "vlm_model", mode="after")
+    @classmethod
+    def _stripped(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def insight_enabled(self) -> bool:
+        """Insight runs only when both the endpoint and the text model are named."""
+        return bool(self.llm_base_url and self.llm_model)
 
     @property
     def temp_max_age_s(self) -> float:

@@ -13,7 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.insight.models import BatchOverview, VideoInsight
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,9 @@ class AnalysisOptions:
     task_name: str | None = None
     # Feishu folder for the results Base; opaque to the pipeline, carried for bot/.
     target_folder: str | None = None
+    # Insight: a preset name (general, meeting, ad; None = general) and a free-form analysis request.
+    preset: str | None = None
+    analysis_request: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -194,6 +200,8 @@ class AnalysisOptions:
             "language": self.language,
             "task_name": self.task_name,
             "target_folder": self.target_folder,
+            "preset": self.preset,
+            "analysis_request": self.analysis_request,
         }
 
     @classmethod
@@ -204,6 +212,8 @@ class AnalysisOptions:
             language=data.get("language"),
             task_name=data.get("task_name"),
             target_folder=data.get("target_folder"),
+            preset=data.get("preset"),
+            analysis_request=data.get("analysis_request"),
         )
 
 
@@ -414,6 +424,7 @@ class VideoOutputs:
     subtitles_srt: Path | None = None
     metadata_json: Path | None = None
     contact_sheet: Path | None = None
+    notes_md: Path | None = None  # written when insight is on
 
 
 @dataclass
@@ -432,6 +443,8 @@ class VideoResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     processing_s: float = 0.0
     analysed_at: float = field(default_factory=time.time)
+    # What the model said (None when insight is off or the video never got that far).
+    insight: VideoInsight | None = None
 
     @property
     def ok(self) -> bool:
@@ -450,6 +463,8 @@ class BatchResult:
     finished_at: float
     results_json: Path | None = None
     results_xlsx: Path | None = None
+    insight_enabled: bool = False
+    overview: BatchOverview | None = None
 
     @property
     def ok_count(self) -> int:

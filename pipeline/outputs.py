@@ -114,7 +114,9 @@ def video_record(
                 ("contact_sheet", outputs.contact_sheet),
             )
         }
-    return {
+        if outputs.notes_md is not None:
+            files["notes_md"] = relative_path(outputs.notes_md, base_dir)
+    record: dict[str, Any] = {
         "index": result.index,
         "name": result.title,
         "source": result.source.to_dict(),
@@ -138,6 +140,9 @@ def video_record(
         "processing_s": round(result.processing_s, 3),
         "analysed_at": isoformat(result.analysed_at),
     }
+    if result.insight is not None:
+        record["insight"] = result.insight.to_dict()
+    return record
 
 
 def write_json(path: Path, data: Mapping[str, Any] | Sequence[Any]) -> None:

@@ -25,6 +25,8 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 from PIL import Image
 
+from pipeline.insight.fields import insight_fields, overview_text
+from pipeline.insight.models import INSIGHT_OFF_NOTE
 from pipeline.models import BatchResult, VideoResult, VideoStatus
 from pipeline.outputs import TRANSCRIPT_TXT, relative_path, video_record, write_json
 from pipeline.subtitles import isoformat
@@ -118,6 +120,11 @@ def write_results_json(batch: BatchResult) -> Path:
             "cancelled": sum(1 for v in videos if v.status is VideoStatus.CANCELLED),
         },
         "videos": [video_record(v, batch.out_dir, with_segments=True) for v in videos],
+        "insight": {
+            "enabled": batch.insight_enabled,
+            "note": None if batch.insight_enabled else INSIGHT_OFF_NOTE.to_dict(),
+            "overview": batch.overview.to_dict() if batch.overview else None,
+        },
     }
     path = batch.out_dir / RESULTS_JSON
     write_json(path, data)
@@ -148,6 +155,9 @@ def write_results_xlsx(batch: BatchResult, *, tz: tzinfo = UTC) -> Path:
             _number(segments.cell(row, 4), max(0.0, segment.end) / _SECONDS_PER_DAY, _SEGMENT_TIME_FORMAT)
             _text(segments.cell(row, 5), segment.text.strip())
     _finish(segments, _SEGMENT_COLUMNS, row - 1)
+
+    if batch.insight_enabled:
+        _insight_sheets(workbook, videos, batch)
 
     path = batch.out_dir / RESULTS_XLSX
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
@@ -235,6 +245,46 @@ def _thumbnail(video: VideoResult) -> SheetImage | None:
         thumbnail.width, thumbnail.height = size
         return thumbnail
     return None
+
+
+_INSIGHT_COLUMNS = (
+    _Column("序号 No.", 7),
+    _Column("名称 Name", 28),
+    _Column("模板 Preset", 10),
+    _Column("摘要 Summary", 60),
+    _Column("章节 Chapters", 50),
+    _Column("要点 Key points", 50),
+    _Column("画面 Visual read", 50),
+    _Column("专项分析 Preset analysis", 40),
+    _Column("分析要求回答 Analysis request", 40),
+    _Column("缺失原因 Why missing", 40),
+    _Column("备注 Notes", 30),
+    _Column("模型 Models", 20),
+    _Column("Tokens", 10),
+)
+
+
+def _insight_sheets(workbook: Workbook, videos: Sequence[VideoResult], batch: BatchResult) -> None:
+    """One row of insight per video; and the batch overview, when there is one."""
+    sheet = workbook.create_sheet("洞察 Insight")
+    _header(sheet, _INSIGHT_COLUMNS)
+    for row, video in enumerate(videos, start=2):
+        _number(sheet.cell(row, 1), video.index + 1)
+        _text(sheet.cell(row, 2), video.title)
+        if video.insight is None:
+            continue
+        f = insight_fields(video.insight)
+        cells = (video.insight.preset, f.summary, f.chapters, f.key_points, f.visual, f.analysis,
+                 f.request_answer, f.reason, f.notes, f.models)  # fmt: skip
+        for column, value in enumerate(cells, start=3):
+            _text(sheet.cell(row, column), value)
+        _number(sheet.cell(row, 13), f.tokens)
+    _finish(sheet, _INSIGHT_COLUMNS, len(videos))
+    if batch.overview is not None:
+        overview = workbook.create_sheet("概览 Overview")
+        overview.column_dimensions["A"].width = 120
+        for row, line in enumerate(overview_text(batch.overview).splitlines(), start=1):
+            _text(overview.cell(row, 1), line)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,7 +10,13 @@ import pytest
 from tests import media
 
 # Fixtures of the fakes (Feishu Open Platform, media server, FC async front) live beside them.
-pytest_plugins = ["tests.fakes.fixtures", "tests.asr_fixtures", "tests.webhook_harness", "tests.e2e_support"]
+pytest_plugins = [
+    "tests.fakes.fixtures",
+    "tests.asr_fixtures",
+    "tests.webhook_harness",
+    "tests.e2e_support",
+    "tests.insight_support",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
