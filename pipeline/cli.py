@@ -2,6 +2,7 @@
 
     video-insight analyze SOURCE [SOURCE ...] --out DIR [--asr funasr|whisper]
                           [--screenshots scenes|interval:N|times:T1,T2] [--language LANG]
+                          [--preset general|meeting|ad] [--prompt TEXT]
 
 SOURCE is an http(s) link (a media file or a video page) or a local file. Exit status: 0 when the
 batch ran (a video that failed is reported in the results, not by the exit status), 2 for unusable
@@ -82,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--max-screenshots", type=int, default=None, metavar="N", help="cap per video")
     analyze.add_argument("--language", default=None, help="language hint for the speech engine, e.g. zh or en")
     analyze.add_argument("--name", default=None, help="a name for this batch (shown in results)")
+    analyze.add_argument(
+        "--preset",
+        default=None,
+        help="insight preset: general (default), meeting (or lecture), ad (needs LLM_BASE_URL and LLM_MODEL)",
+    )
+    analyze.add_argument(
+        "--prompt", default=None, metavar="TEXT", help="a free-form analysis request for the model (2,000 chars)"
+    )
     analyze.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     return parser
 
@@ -113,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if max_shots < 1:
             raise UsageError("--max-screenshots must be at least 1")
         plan = ScreenshotPlan.parse(args.screenshots or settings.screenshot_mode, max_shots=max_shots)
+        if args.preset is not None:
+            from pipeline.insight.presets import resolve_preset
+
+            resolve_preset(args.preset)
     except (ConfigError, UsageError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return EXIT_USAGE
@@ -128,7 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print("  To try without one, use --asr whisper (the bundled English tiny.en model).")
         return EXIT_USAGE
 
-    options = AnalysisOptions(screenshots=plan, language=args.language, task_name=args.name)
+    options = AnalysisOptions(
+        screenshots=plan,
+        language=args.language,
+        task_name=args.name,
+        preset=args.preset,
+        analysis_request=args.prompt,
+    )
     cancel = CancelToken()
     batch = run_batch(
         settings, sources, options, args.out.expanduser().resolve(), console, quiet=args.quiet, cancel=cancel
@@ -272,6 +291,7 @@ def print_summary(batch: BatchResult, console: Console) -> None:
         for line in lines:
             console.print(f"  #{video.index + 1} {_short(label(video.source), 40)}: {line}", highlight=False)
 
+    _print_insight(batch, console)
     console.print(f"Results: {batch.out_dir}")
     if batch.results_xlsx:
         console.print(f"  spreadsheet: {batch.results_xlsx}")
@@ -289,6 +309,36 @@ def print_summary(batch: BatchResult, console: Console) -> None:
     cancelled = sum(1 for v in batch.videos if v.status is VideoStatus.CANCELLED)
     if cancelled:
         console.print(f"{cancelled} of {total} videos were cancelled.")
+
+
+def _print_insight(batch: BatchResult, console: Console) -> None:
+    """Each video's summary and chapters (or why there are none); the overview; or how to turn it on."""
+    if not batch.insight_enabled:
+        from pipeline.insight.models import INSIGHT_OFF_NOTE
+
+        console.print(INSIGHT_OFF_NOTE.en, highlight=False)
+        return
+    from pipeline.insight.fields import insight_fields, overview_text
+
+    for video in batch.videos:
+        if video.insight is None:
+            continue
+        fields = insight_fields(video.insight)
+        head = f"#{video.index + 1} {_short(label(video.source), 40)}"
+        if fields.summary:
+            console.print(f"{head} summary: {fields.summary}", highlight=False, markup=False)
+        for line in fields.chapters.splitlines():
+            console.print(f"    {line}", highlight=False, markup=False)
+        if fields.request_answer:
+            console.print(f"  analysis: {fields.request_answer}", highlight=False, markup=False)
+        for problem in video.insight.problems:
+            console.print(f"{head}: insight: {problem.message.en}", highlight=False, markup=False)
+        if fields.models:
+            console.print(f"  models: {fields.models}; tokens: {fields.tokens}", highlight=False, markup=False)
+    if batch.overview is not None:
+        console.print("Overview:", highlight=False)
+        for line in overview_text(batch.overview).splitlines():
+            console.print(f"  {line}", highlight=False, markup=False)
 
 
 _STATUS_MARKUP = {

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.insight.client import InsightError, InvalidAnswer, ModelClient, TokenBudget
 from pipeline.insight.schemas import TextAnswer
-from tests.fakes.fake_openai import Fault, FakeOpenAI
+from tests.fakes.fake_openai import FakeOpenAI, Fault
 from tests.insight_support import insight_settings
 
 TRANSCRIPT = "[00:01] Welcome to the planning meeting.\n[00:04] We review the budget."

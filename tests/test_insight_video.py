@@ -12,7 +12,7 @@ from pipeline.insight.fields import insight_fields
 from pipeline.insight.presets import MAX_REQUEST_CHARS, resolve_preset
 from pipeline.insight.runner import InsightRun
 from pipeline.models import AnalysisOptions
-from tests.fakes.fake_openai import Fault, FakeOpenAI
+from tests.fakes.fake_openai import FakeOpenAI, Fault
 from tests.insight_support import insight_settings, spoken
 
 LINES = [

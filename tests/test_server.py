@@ -20,7 +20,7 @@ from tests.fakes.events import EventFactory
 from tests.fakes.feishu import FakeFeishu
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("lark_oapi", "torch", "funasr", "cv2", "faster_whisper", "ctranslate2", "modelscope", "pandas")
+HEAVY = ("lark_oapi", "torch", "funasr", "cv2", "faster_whisper", "ctranslate2", "modelscope", "pandas", "openai")
 START_PATH_DONE = "start path done"
 # A bound on waiting for the process, not a performance claim: a loaded CI machine may be slow.
 STARTUP_BOUND_S = 90.0

@@ -170,14 +170,14 @@ class FakeOpenAI:
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay_s)
         system = _text(body["messages"][0]["content"])
-        user = _text(body["messages"][-1]["content"])
         if fault is not None and fault.kind == "invalid_json":
             content, refusal, finish = "Sure! Here is the summary: it is about a meeting.", None, "stop"
         elif fault is not None and fault.kind == "refusal":
             content, refusal, finish = None, "I can't help with that.", "stop"
         else:
             all_user = "\n".join(_text(m["content"]) for m in body["messages"][1:] if m["role"] == "user")
-            content, refusal, finish = json.dumps(self._content(system, all_user, body), ensure_ascii=False), None, "stop"
+            content = json.dumps(self._content(system, all_user), ensure_ascii=False)
+            refusal, finish = None, "stop"
         prompt_tokens = len(json.dumps(body)) // 4
         completion_tokens = len(content or refusal or "") // 4
         return (
@@ -203,7 +203,7 @@ class FakeOpenAI:
             {},
         )
 
-    def _content(self, system: str, user: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _content(self, system: str, user: str) -> dict[str, Any]:
         kind = _kind(system)
         if kind == "visual":
             shots = _SHOT.findall(user)
