@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.models import BatchResult, VideoStatus
+from pipeline.models import BatchResult, VideoResult, VideoStatus
 
 STORE_FILE = "insight.sqlite3"
 _DAY_S = 86_400.0
@@ -124,7 +124,7 @@ class InsightStore:
             return db.execute("DELETE FROM insight_jobs WHERE saved_at <= ?", (cutoff,)).rowcount
 
 
-def _stored(video: Any) -> StoredVideo:
+def _stored(video: VideoResult) -> StoredVideo:
     segments = tuple(
         (s.start, s.end, " ".join(s.text.split())) for s in (video.transcript.segments if video.transcript else ())
     )

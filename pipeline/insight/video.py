@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from pipeline.config import PipelineSettings
 from pipeline.insight import prompts
 from pipeline.insight.client import InsightError, InvalidAnswer, ModelClient, TokenBudget, estimate_tokens, problem
-from pipeline.insight.models import Chapter, FrameNote, KeyPoint, PresetAnalysis, Usage, VideoInsight, VisualRead
+from pipeline.insight.models import FrameNote, InsightProblem, PresetAnalysis, Usage, VideoInsight, VisualRead, clock
 from pipeline.insight.presets import Preset
 from pipeline.insight.schemas import TextAnswer, VisualAnswer
 from pipeline.insight.timeline import (
@@ -111,7 +111,7 @@ def analyse_video(
 class _TextOutcome:
     answer: TextAnswer | None
     usage: Usage
-    problems: list[Any]
+    problems: list[InsightProblem]
     raw_text: str = ""
     thinned: bool = False
 
@@ -232,14 +232,6 @@ def _take_text(
             )
 
 
-def chapters_with_text(chapters: Sequence[Chapter]) -> list[Chapter]:
-    return [c for c in chapters if c.title]
-
-
-def key_point_lines(points: Sequence[KeyPoint]) -> list[str]:
-    return [f"[{p.to_dict()['time']}] {p.text}" for p in points]
-
-
 # ----------------------------------------------------------------------------------------- visual
 
 
@@ -269,7 +261,7 @@ def _visual_part(
     segments: list[Segment],
     language: str,
     budget: TokenBudget,
-) -> tuple[VisualRead | None, Usage, Any]:
+) -> tuple[VisualRead | None, Usage, InsightProblem | None]:
     chosen = pick_screenshots(screenshots, settings.vlm_max_screenshots)
     content: list[dict[str, Any]] = [{"type": "text", "text": f"{len(chosen)} screenshots of the video:"}]
     usable: list[tuple[Screenshot, str]] = []
@@ -281,8 +273,9 @@ def _visual_part(
             continue
         said = speech_at(segments, shot.time_s)
         usable.append((shot, said))
-        stamp = FrameNote(shot.time_s, "", "").to_dict()["time"]
-        content.append({"type": "text", "text": f"Screenshot {len(usable)} at [{stamp}]; being said: {said or '-'}"})
+        content.append(
+            {"type": "text", "text": f"Screenshot {len(usable)} at [{clock(shot.time_s)}]; being said: {said or '-'}"}
+        )
         content.append({"type": "image_url", "image_url": {"url": url}})
     if not usable:
         return None, Usage(), None
