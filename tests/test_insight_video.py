@@ -3,12 +3,13 @@ presets, the capped analysis request, long transcripts in chunks, failures kept 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from pipeline.errors import InvalidOptionsError
-from pipeline.insight.fields import insight_fields
+from pipeline.insight.fields import card_gist, insight_fields, overview_text
 from pipeline.insight.presets import MAX_REQUEST_CHARS, resolve_preset
 from pipeline.insight.runner import InsightRun
 from pipeline.models import AnalysisOptions
@@ -148,3 +149,32 @@ def test_the_job_budget_is_shared_by_its_videos(tmp_path: Path, fake_model: Fake
     assert first.summary
     assert any(p.code == "token_budget" for v in later for p in v.problems)
     assert "LLM_TOKENS_PER_JOB" in str(later[-1].missing_reason)
+
+
+def test_an_ad_batch_overview_puts_hooks_and_selling_points_side_by_side(
+    tmp_path: Path, fake_model: FakeOpenAI
+) -> None:
+    run = InsightRun(insight_settings(tmp_path, fake_model.base_url), AnalysisOptions(preset="ad"))
+    videos = [dataclasses.replace(spoken(LINES, 10.0, f"ad-{i}.mp4"), index=i) for i in range(2)]
+    for video in videos:
+        video.insight = run.video(video)
+    overview = run.overview(videos)
+    assert overview is not None and overview.shared == "FAKE-OVERVIEW shared"
+    assert [(r.video, r.hook, r.selling_points) for r in overview.rows] == [
+        (1, "FAKE-HOOK", ("FAKE-SP1", "FAKE-SP2")),
+        (2, "FAKE-HOOK", ("FAKE-SP1", "FAKE-SP2")),
+    ]
+    text = overview_text(overview)
+    assert "#2 ad-1.mp4: 钩子 Hook: FAKE-HOOK; 卖点 Selling points: FAKE-SP1; FAKE-SP2" in text
+    (request,) = fake_model.of_kind("overview")
+    assert "Video 1: ad-0.mp4" in request.user and "Hook: FAKE-HOOK" in request.user
+    gist = card_gist(videos, max_chars=300)
+    assert [(n, name) for n, name, _text in gist] == [(1, "ad-0.mp4"), (2, "ad-1.mp4")]
+    assert all(text.startswith("FAKE-SUMMARY") and len(text) <= 200 for _n, _name, text in gist)
+
+
+def test_a_single_video_card_gist_carries_its_chapters(tmp_path: Path, fake_model: FakeOpenAI) -> None:
+    video = spoken(LINES, 10.0)
+    video.insight = InsightRun(insight_settings(tmp_path, fake_model.base_url), AnalysisOptions()).video(video)
+    ((_number, _name, text),) = card_gist([video])
+    assert text.startswith("FAKE-SUMMARY") and "[00:00] FAKE-CHAPTER" in text

@@ -137,8 +137,10 @@ def _text_part(
         need = estimate_tokens("\n".join(timed_lines(sent))) + calls * per_call
         if need <= budget.left or len(sent) <= 1:
             break
-        outcome.thinned = True
-        sent = thin(sent, max(200, int(sum(len(x) + 1 for x in timed_lines(sent)) * 0.7)))
+        fewer = thin(sent, max(200, int(sum(len(x) + 1 for x in timed_lines(sent)) * 0.7)))
+        if len(fewer) >= len(sent):  # as short as it gets: the call itself reports the budget
+            break
+        outcome.thinned, sent = True, fewer
     try:
         if len(chunks) == 1:
             system = prompts.text_system(language, ask.preset, ask.request)

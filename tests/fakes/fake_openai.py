@@ -139,6 +139,10 @@ class FakeOpenAI:
         if self.delay_s:
             time.sleep(self.delay_s)
         data = json.dumps(payload).encode()
+        # Recorded before the answer goes out, so a test that has its answer also sees its request.
+        record = Recorded(started, time.time(), headers, body, status)
+        with self._lock:
+            self.requests.append(record)
         try:
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json")
@@ -149,8 +153,7 @@ class FakeOpenAI:
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
             pass
-        with self._lock:
-            self.requests.append(Recorded(started, time.time(), headers, body, status))
+        record.finished_at = time.time()
 
     def _answer(
         self, path: str, headers: dict[str, str], body: dict[str, Any], fault: Fault | None
