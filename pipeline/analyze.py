@@ -174,7 +174,10 @@ class Analyzer:
                 ]
                 results = [future.result() for future in futures]
 
-        overview = insight.overview(results) if insight is not None and not cancel.cancelled else None
+        overview = None
+        if insight is not None:
+            overview = insight.overview(results) if not cancel.cancelled else None
+            insight.close()
         batch = BatchResult(
             videos=results,
             out_dir=out_dir,

@@ -10,7 +10,7 @@ from pathlib import Path
 from pipeline.insight.qa import answer_question
 from pipeline.insight.store import InsightStore
 from pipeline.models import BatchResult
-from tests.fakes.fake_openai import FakeOpenAI
+from tests.fakes.fake_openai import FakeOpenAI, Fault
 from tests.insight_support import insight_settings, spoken
 
 PLANNING = [(0.4, "Welcome to the planning meeting."), (192.0, "The budget grows by ten percent next year.")]
@@ -86,3 +86,12 @@ def test_a_long_job_sends_the_sentences_that_match_the_question(tmp_path: Path, 
     result = answer_question(settings, store, "long", "What is the secret password?", user_id="ou_a", chat_id="")
     assert result.status == "answered" and "[1:40:00]" in result.text
     assert len(fake_model.of_kind("qa")[0].user) < 7000
+
+
+def test_a_failing_model_gives_a_reason_not_an_error(tmp_path: Path, fake_model: FakeOpenAI) -> None:
+    fake_model.always = Fault.status_code(500)
+    store = stored_job(tmp_path)
+    settings = insight_settings(tmp_path, fake_model.base_url)
+    result = answer_question(settings, store, "job-1", "What is the budget?", user_id="ou_creator", chat_id="")
+    assert result.status == "failed" and not result.answered
+    assert "500" in result.text and "模型服务出错" in result.text

@@ -141,6 +141,13 @@ class ModelClient:
                 )
             return self._client
 
+    def close(self) -> None:
+        """Release the SDK's connection pool (a client lives for one batch or one question)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
     def ask(
         self,
         schema: type[M],

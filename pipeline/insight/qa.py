@@ -82,12 +82,16 @@ def answer_question(
         return QAResult("denied", str(DENIED))
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     context = build_context(job, question, settings.llm_chunk_chars)
+    own_client = client is None
     client = client or ModelClient(settings)
     budget = TokenBudget(settings.llm_tokens_per_video)
     try:
         answer, usage = client.ask(QAAnswer, QA_SYSTEM, f"{context}\n\nQuestion: {question}", budget=budget)
     except InsightError as exc:
         return QAResult("failed", str(exc.problem.message))
+    finally:
+        if own_client:
+            client.close()
     citations = _checked(job, answer)
     if not answer.found:
         text = answer.answer.strip() or str(NOT_FOUND)

@@ -39,6 +39,9 @@ class InsightRun:
         if request_note is not None:
             self.notes.append(request_note)
 
+    def close(self) -> None:
+        self._client.close()
+
     def video(self, result: VideoResult) -> VideoInsight:
         """The insight of one analysed video (transcript and/or screenshots present)."""
         try:
