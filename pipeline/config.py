@@ -206,6 +206,13 @@ class PipelineSettings(BaseSettings):
     def _stripped(cls, value: str) -> str:
         return value.strip()
 
+    @field_validator("llm_base_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://dashscope.aliyuncs.com/compatible-mode/v1")
+        return value
+
     @property
     def insight_enabled(self) -> bool:
         """Insight runs only when both the endpoint and the text model are named."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import ConfigError
 from pipeline.insight.client import InsightError, InvalidAnswer, ModelClient, TokenBudget
 from pipeline.insight.schemas import TextAnswer
 from tests.fakes.fake_openai import FakeOpenAI, Fault
@@ -140,3 +141,17 @@ def test_a_call_over_the_budget_is_not_sent(tmp_path: Path, fake_model: FakeOpen
         client.ask(TextAnswer, "Summarise.", TRANSCRIPT, budget=TokenBudget(500))
     assert caught.value.problem.code == "token_budget"
     assert fake_model.requests == []
+
+
+def test_a_base_url_without_a_scheme_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        insight_settings(tmp_path, "dashscope.aliyuncs.com/compatible-mode/v1")
+    assert "LLM_BASE_URL" in str(caught.value)
+
+
+def test_insight_is_on_only_with_both_the_endpoint_and_the_model(tmp_path: Path) -> None:
+    assert insight_settings(tmp_path, "http://127.0.0.1:9/v1").insight_enabled
+    assert not insight_settings(tmp_path, "http://127.0.0.1:9/v1", llm_model=" ").insight_enabled
+    assert not insight_settings(tmp_path, "").insight_enabled
+    shown = repr(insight_settings(tmp_path, "", llm_api_key="sk-secret"))
+    assert "**********" in shown and "sk-secret" not in shown
