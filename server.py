@@ -185,7 +185,7 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
 
     @app.post("/jobs/run")
     async def run_job_invocation(request: Request) -> Response:
-        from bot.jobrun import MAX_BODY_BYTES
+        from bot.fc.jobrun import MAX_BODY_BYTES
 
         body = await _read_capped(request, MAX_BODY_BYTES)
         ready = await starter.get()

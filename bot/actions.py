@@ -34,9 +34,9 @@ from bot.outbox import Outbox
 from bot.progress import first_card_uuid
 from pipeline.errors import InvalidOptionsError, PipelineError
 from pipeline.jobs import Job, JobStatus, JobStore
+from pipeline.jobs.runner import Runner
 from pipeline.logs import log_context
 from pipeline.models import AnalysisOptions, JobSpec, ScreenshotPlan, UserText, VideoSource
-from pipeline.runner import Runner
 
 log = logging.getLogger(__name__)
 

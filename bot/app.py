@@ -25,8 +25,8 @@ from bot.actions import CardActions
 from bot.commands import CommandRules
 from bot.config import Settings
 from bot.dedupe import SeenStore
+from bot.fc.lifecycle import Lifecycle
 from bot.intake import CardActionRouter, CardReplier, Intake, default_card_actions
-from bot.lifecycle import Lifecycle
 from bot.metrics import BotMetrics
 from bot.outbox import InlineOutbox, Outbox, ThreadOutbox
 from bot.progress import CardUpdater as ProgressCards
@@ -35,7 +35,7 @@ from bot.runners import import_job_function, make_runner
 from bot.webhook import WebhookHandler, WebhookResponse
 from pipeline.config import ConfigError
 from pipeline.jobs import Job, JobStore
-from pipeline.runner import JobFunction, OnFinished, Runner
+from pipeline.jobs.runner import JobFunction, OnFinished, Runner
 from pipeline.workspace import Sweeper
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Bot:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking jobs, let queued replies go out, close the stores. Jobs still running are left
-        RUNNING and resumed by the next start (see ``pipeline.runner``)."""
+        RUNNING and resumed by the next start (see ``pipeline.jobs.runner``)."""
         self.runner.stop(timeout_s)
         self.lifecycle.tell_left_running()
         if self.card_updater is not None:

@@ -15,8 +15,8 @@ from typing import Any
 
 from bot.commands import FEISHU_BITABLE, FEISHU_RESOURCE, OPTIONS_EXAMPLE
 from pipeline.jobs import Job, JobStatus
+from pipeline.jobs.progress import BatchProgress, VideoProgress, VideoState
 from pipeline.models import JobSpec, ScreenshotMode, ScreenshotPlan, Stage, UserText, VideoFailure, VideoSource
-from pipeline.progress import BatchProgress, VideoProgress, VideoState
 
 Card = dict[str, Any]
 

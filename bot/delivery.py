@@ -50,10 +50,10 @@ from bot.feishu import (
 )
 from pipeline.errors import JobCancelled, PipelineError
 from pipeline.jobs import Job, JobStatus, job_error
+from pipeline.jobs.progress import BatchProgress
+from pipeline.jobs.runner import JobContext, JobFunction, JobOutcome, internal_error
 from pipeline.logs import log_context
 from pipeline.models import BatchResult, ProgressEvent, Stage, UserText, VideoResult, VideoSource, VideoStatus
-from pipeline.progress import BatchProgress
-from pipeline.runner import JobContext, JobFunction, JobOutcome, internal_error
 
 if TYPE_CHECKING:
     from bot.bitable import ResultsTable

@@ -24,9 +24,9 @@ from bot.feishu import stable_uuid
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from pipeline.jobs import JobStatus, JobStore
+from pipeline.jobs.runner import Runner
 from pipeline.logs import log_context
 from pipeline.models import JobSpec, UserText
-from pipeline.runner import Runner
 
 log = logging.getLogger(__name__)
 

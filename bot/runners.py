@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.dedupe import SeenStore
-from bot.jobrun import JobRunEndpoint
+from bot.fc.api import CloudCredentials, FcContext, FcTaskStopper
+from bot.fc.jobrun import JobRunEndpoint
+from bot.fc.runner import FcAsyncRunner
 from pipeline.config import ConfigError
-from pipeline.fc_api import CloudCredentials, FcContext, FcTaskStopper
-from pipeline.fc_runner import FcAsyncRunner
 from pipeline.jobs import JobStore
-from pipeline.runner import JobFunction, LocalRunner, OnFinished
+from pipeline.jobs.runner import JobFunction, LocalRunner, OnFinished
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 
 from pipeline.analyze import Analyzer
 from pipeline.config import PipelineSettings
-from pipeline.progress import BatchProgress
-from pipeline.runner import JobContext, JobOutcome
+from pipeline.jobs.progress import BatchProgress
+from pipeline.jobs.runner import JobContext, JobOutcome
 from pipeline.sources import default_registry
 
 

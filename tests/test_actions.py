@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from pipeline.jobs import Job, JobStatus
+from pipeline.jobs.runner import JobContext, JobOutcome
 from pipeline.models import ScreenshotMode
-from pipeline.runner import JobContext, JobOutcome
 from tests.fakes.events import SAMPLE_OPEN_ID
 from tests.webhook_harness import WebhookClient, WebhookEnv, card_text, decoded
 

@@ -17,6 +17,7 @@ from pipeline.asr import FunasrTranscriber, get_transcriber
 from pipeline.asr.base import ProgressFn, Transcriber
 from pipeline.config import PipelineSettings
 from pipeline.errors import JobCancelled
+from pipeline.jobs.progress import BatchProgress
 from pipeline.models import (
     AnalysisOptions,
     BatchResult,
@@ -30,7 +31,6 @@ from pipeline.models import (
     VideoSource,
     VideoStatus,
 )
-from pipeline.progress import BatchProgress
 from pipeline.sources import default_registry
 from tests import media
 from tests.asr_models import TinyFunasrModels

@@ -13,8 +13,8 @@ import pytest
 from bot import cards
 from bot.cards import DeliveryNotes, SkippedNote, progress_card, progress_record
 from pipeline.jobs import Job, JobStatus
+from pipeline.jobs.progress import BatchProgress
 from pipeline.models import AnalysisOptions, JobSpec, ProgressEvent, Stage, UserText, VideoFailure, VideoSource
-from pipeline.progress import BatchProgress
 
 CREATOR = "ou_84aad35d084aa403a838cf73ee18467"
 T0 = 1_700_000_000.0

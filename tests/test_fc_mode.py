@@ -20,10 +20,8 @@ import httpx
 import pytest
 
 from bot.config import Settings
-from pipeline.asr import get_transcriber
-from pipeline.config import ConfigError
-from pipeline.fc_api import FcContext, FcTaskStopper
-from pipeline.fc_envelope import (
+from bot.fc.api import FcContext, FcTaskStopper
+from bot.fc.envelope import (
     MAX_ASYNC_BODY_BYTES,
     JobEnvelope,
     sign,
@@ -31,16 +29,18 @@ from pipeline.fc_envelope import (
     task_id_for,
     verify,
 )
-from pipeline.fc_runner import (
+from bot.fc.runner import (
     CANCEL_ELSEWHERE,
     CANCEL_NOT_SET_UP,
     CANCEL_NOT_STOPPED,
     CancelFailed,
     FcAsyncRunner,
 )
+from pipeline.asr import get_transcriber
+from pipeline.config import ConfigError
 from pipeline.jobs import Job, JobStatus, JobStore
+from pipeline.jobs.runner import JobOutcome
 from pipeline.models import JobSpec, UserText, VideoSource
-from pipeline.runner import JobOutcome
 from tests.e2e_support import e2e_settings_overrides
 from tests.fakes.events import SAMPLE_OPEN_ID, EventFactory, Headers
 from tests.fakes.fc_front import FakeFcFront
@@ -509,7 +509,7 @@ def test_initialize_without_the_model_answers_503_with_the_reason(
 ) -> None:
     missing = tmp_path / "no-such-model"
     env = fc_env(tmp_path, fake_feishu, front, asr_backend="whisper", whisper_model_dir=str(missing))
-    with env.serve() as app, caplog.at_level(logging.ERROR, logger="bot.lifecycle"):
+    with env.serve() as app, caplog.at_level(logging.ERROR, logger="bot.fc.lifecycle"):
         response = app.http.post(app.url + "/initialize")
         assert response.status_code == 503
         assert response.json()["error"] == "model_unavailable"

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.jobs import JobStore
+from pipeline.jobs.progress import BatchProgress, VideoState
 from pipeline.models import JobSpec, ProgressEvent, Stage, UserText, VideoFailure, VideoSource
-from pipeline.progress import BatchProgress, VideoState
 
 T0 = 1_700_000_000.0
 NAMES = ["会议录像.mp4", "https://example.com/broken.mp4", "demo.mov"]

@@ -19,8 +19,8 @@ import pytest
 
 from pipeline.errors import JobCancelled, TooLongError
 from pipeline.jobs import Job, JobStatus, JobStore
+from pipeline.jobs.runner import JobContext, JobOutcome, LocalRunner, SyncRunner, run_job
 from pipeline.models import JobSpec, VideoSource
-from pipeline.runner import JobContext, JobOutcome, LocalRunner, SyncRunner, run_job
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT_S = 30.0  # how long a broken test may hang before it fails; never a measure of speed
@@ -489,7 +489,7 @@ def test_a_killed_process_is_not_a_silent_loss(db_path: Path, work_dir: Path, ru
         import sys, threading
         from pathlib import Path
         from pipeline.jobs import JobStore
-        from pipeline.runner import JobOutcome, LocalRunner
+        from pipeline.jobs.runner import JobOutcome, LocalRunner
 
         def job(ctx):
             ctx.workspace.path("partial.mp4").write_bytes(b"half a video")

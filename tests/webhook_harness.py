@@ -30,7 +30,7 @@ from bot.config import Settings
 from bot.feishu import FeishuClient
 from bot.outbox import ThreadOutbox
 from pipeline.jobs import Job, JobStatus
-from pipeline.runner import JobContext, JobOutcome
+from pipeline.jobs.runner import JobContext, JobOutcome
 from server import create_app
 from tests.fakes.events import EventFactory, Headers
 from tests.fakes.feishu import FakeFeishu, FakeMessage

@@ -22,13 +22,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from bot.jobrun import JobRunEndpoint
+from bot.fc.api import FcContext
+from bot.fc.jobrun import JobRunEndpoint
+from bot.fc.runner import FcAsyncRunner
 from bot.webhook import WebhookResponse
 from pipeline.config import PipelineSettings
-from pipeline.fc_api import FcContext
-from pipeline.fc_runner import FcAsyncRunner
 from pipeline.jobs import Job, JobStatus, JobStore
-from pipeline.runner import LocalRunner
+from pipeline.jobs.runner import LocalRunner
 
 log = logging.getLogger(__name__)
 

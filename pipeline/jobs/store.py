@@ -70,7 +70,7 @@ class Job:
     id: str
     spec: JobSpec
     status: JobStatus
-    progress: dict[str, Any]  # the saved progress record (pipeline.progress.BatchProgress.to_dict())
+    progress: dict[str, Any]  # the saved progress record (pipeline.jobs.progress.BatchProgress.to_dict())
     result: dict[str, Any]  # what delivery produced (a table URL, counts)
     error: dict[str, Any] | None  # {"code", "message": {"zh", "en"}, "detail"} for failed jobs
     card_message_id: str | None

@@ -9,7 +9,7 @@ thread of the webhook's instance. Instead::
       X-Fc-Async-Task-Id: <from the message id>                                 answer 200 when done
       X-Job-Timestamp / X-Job-Signature (JOB_SECRET)
 
-* ``submit`` sends the job itself in the body (``pipeline.fc_envelope``): instances share no disk. The
+* ``submit`` sends the job itself in the body (``bot.fc.envelope``): instances share no disk. The
   task id comes from the job's idempotency key (the Feishu message id), so FC refuses (409) a second
   submission of the same message, even one made by another instance after a redelivery. Connection
   errors, 408/429 and 5xx are retried a few times within ``submit_budget_s`` (the webhook waits for
@@ -17,7 +17,7 @@ thread of the webhook's instance. Instead::
   tells the user, the same path the local runner uses. Never lost, never silent.
 * ``execute`` runs an invocation's job here, inside the request, and returns when it is finished.
 * ``cancel``: a job running in this process is cancelled through its token. Otherwise the job runs (or
-  waits) in FC, maybe on another instance: FC is asked to stop the task (``pipeline.fc_api``), and this
+  waits) in FC, maybe on another instance: FC is asked to stop the task (``bot.fc.api``), and this
   instance records CANCELLED and tells the user, because the stopped invocation cannot.
 * ``stop`` / pre-stop: no more jobs here; jobs still running when the time is up are FAILED with an
   "interrupted by the platform" message (another instance cannot resume them: it has none of their
@@ -38,13 +38,13 @@ from typing import Any
 
 import requests
 
+from bot.fc.api import AsyncTaskStopper, TaskStopError
+from bot.fc.envelope import EnvelopeTooLarge, JobEnvelope, signed_headers, task_id_for
 from pipeline.errors import PipelineError
-from pipeline.fc_api import AsyncTaskStopper, TaskStopError
-from pipeline.fc_envelope import EnvelopeTooLarge, JobEnvelope, signed_headers, task_id_for
 from pipeline.jobs import Job, JobStatus, JobStore, job_error
+from pipeline.jobs.runner import DEFAULT_CANCEL_POLL_S, JobFunction, OnFinished, run_job, store_cancel_token
 from pipeline.logs import log_context
 from pipeline.models import CancelToken, UserText
-from pipeline.runner import DEFAULT_CANCEL_POLL_S, JobFunction, OnFinished, run_job, store_cancel_token
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ or a stack trace:
                   JOB_SECRET (constant-time compare)                            401
     replay        this exact signature was seen before (durable: SeenStore
                   kind "jobrun", shared with the webhook's dedupe table)        409
-    envelope      not a job envelope (``pipeline.fc_envelope``)                 400
+    envelope      not a job envelope (``bot.fc.envelope``)                 400
     run           the runner adopts the job into this instance's store and
                   runs it to the end, inside this request                       200 {"job_id", "status"}
 
@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Mapping
 
 from bot.dedupe import SeenStore
+from bot.fc.envelope import SIGNATURE_HEADER, EnvelopeError, JobEnvelope, SignatureProblem, verify
+from bot.fc.runner import FcAsyncRunner, RunnerPaused
 from bot.webhook import WebhookResponse
-from pipeline.fc_envelope import SIGNATURE_HEADER, EnvelopeError, JobEnvelope, SignatureProblem, verify
-from pipeline.fc_runner import FcAsyncRunner, RunnerPaused
 
 log = logging.getLogger(__name__)
 
