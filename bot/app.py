@@ -7,7 +7,7 @@
     bot.stop()
 
 Every part can be passed in instead (tests point the Feishu client at the fake server and pass their own
-job function). The production job function is made by ``bot.delivery.make_job_function``, imported only
+job function). The production job function is made by ``bot.job.delivery.make_job_function``, imported only
 when no other is given, so this module (and the server's start path) never imports the media pipeline.
 """
 
@@ -21,18 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.actions import CardActions
-from bot.commands import CommandRules
 from bot.config import Settings
-from bot.dedupe import SeenStore
 from bot.fc.lifecycle import Lifecycle
-from bot.intake import CardActionRouter, CardReplier, Intake, default_card_actions
+from bot.hosting import import_job_function, make_runner
+from bot.inbound.actions import CardActions
+from bot.inbound.commands import CommandRules
+from bot.inbound.dedupe import SeenStore
+from bot.inbound.intake import CardActionRouter, CardReplier, Intake, default_card_actions
+from bot.inbound.webhook import WebhookHandler, WebhookResponse
+from bot.job.card_updater import CardUpdater as ProgressCards
+from bot.job.card_updater import final_card_hook
 from bot.metrics import BotMetrics
 from bot.outbox import InlineOutbox, Outbox, ThreadOutbox
-from bot.progress import CardUpdater as ProgressCards
-from bot.progress import final_card_hook
-from bot.runners import import_job_function, make_runner
-from bot.webhook import WebhookHandler, WebhookResponse
 from pipeline.config import ConfigError
 from pipeline.jobs import Job, JobStore
 from pipeline.jobs.runner import JobFunction, OnFinished, Runner
@@ -54,13 +54,13 @@ def state_path(settings: Settings) -> Path:
 
 
 def load_job_function(settings: Settings, feishu: FeishuClient, card_updater: ProgressCards) -> JobFunction:
-    """The production job function, made by ``bot.delivery.make_job_function`` (imported here, not at
+    """The production job function, made by ``bot.job.delivery.make_job_function`` (imported here, not at
     the top: the server's start path never imports the delivery code)."""
     try:
-        delivery = importlib.import_module("bot.delivery")
+        delivery = importlib.import_module("bot.job.delivery")
     except ModuleNotFoundError as exc:
-        if exc.name == "bot.delivery":
-            raise ConfigError("bot.delivery is not installed: there is no job function to run jobs with") from None
+        if exc.name == "bot.job.delivery":
+            raise ConfigError("bot.job.delivery is not installed: there is no job function to run jobs with") from None
         raise
     function: JobFunction = delivery.make_job_function(settings, feishu, card_updater)
     return function
@@ -146,7 +146,7 @@ def build_bot(
     if job_function is None and settings.job_function:
         job_function = import_job_function(settings.job_function)
     if outbox is None and settings.job_runner == "fc-async":
-        # FC freezes the instance once the response is sent: replies go out before it (bot.runners).
+        # FC freezes the instance once the response is sent: replies go out before it (bot.hosting).
         outbox = InlineOutbox(on_failure=metrics.outbox_failed)
     if outbox is None:
         outbox = ThreadOutbox(on_failure=metrics.outbox_failed, workers=4)

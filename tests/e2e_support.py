@@ -66,7 +66,7 @@ class E2EEnv:
 
     @contextmanager
     def serve(self, **overrides: Any) -> Iterator[E2EApp]:
-        # job_function=None: build_bot makes the production one (bot.delivery).
+        # job_function=None: build_bot makes the production one (bot.job.delivery).
         with self.webhook_env.serve(job_function=None, **overrides) as client:
             yield E2EApp(client)
 

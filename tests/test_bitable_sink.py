@@ -14,7 +14,11 @@ from typing import Any
 
 import pytest
 
-from bot.bitable import (
+from bot.feishu import FeishuClient, FeishuError, TransientError, stable_uuid
+from bot.inbound.commands import FEISHU_RESOURCE
+from bot.job.bitable_reader import SkippedRow
+from bot.job.feishu_sources import FEISHU_DRIVE_MEDIA
+from bot.job.results_sink import (
     BATCH_MAX_BYTES,
     CUT_MARK,
     RESULT_FIELDS,
@@ -25,9 +29,6 @@ from bot.bitable import (
     Col,
     ResultsTable,
 )
-from bot.commands import FEISHU_RESOURCE
-from bot.feishu import FeishuClient, FeishuError, TransientError, stable_uuid
-from bot.sources import FEISHU_DRIVE_MEDIA, SkippedRow
 from pipeline import ffmpeg
 from pipeline.errors import JobCancelled
 from pipeline.models import (

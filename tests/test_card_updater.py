@@ -1,4 +1,4 @@
-"""bot.progress.CardUpdater against the fake Feishu (real FeishuClient, real SDK, real SQLite job store):
+"""bot.job.card_updater.CardUpdater against the fake Feishu (real FeishuClient, real SDK, real SQLite job store):
 coalescing, pacing, retries, cards that are gone, jobs without a card yet, flush."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bot.feishu import FeishuClient
-from bot.intake import reply_uuid
-from bot.progress import CardUpdater, final_card_hook, first_card_uuid
+from bot.inbound.intake import reply_uuid
+from bot.job.card_updater import CardUpdater, final_card_hook, first_card_uuid
 from pipeline.jobs import Job, JobStatus, JobStore
 from pipeline.models import JobSpec, VideoSource
 from tests.fakes.feishu import FakeFeishu

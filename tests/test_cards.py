@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from bot import cards
-from bot.commands import FEISHU_BITABLE, FEISHU_RESOURCE
+from bot.inbound.commands import FEISHU_BITABLE, FEISHU_RESOURCE
 from pipeline.models import AnalysisOptions, JobSpec, ScreenshotPlan, UserText, VideoSource
 
 

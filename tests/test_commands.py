@@ -1,4 +1,4 @@
-"""bot.commands: one Feishu message -> Help | Nothing | BadOptions | NewJob (pure parsing)."""
+"""bot.inbound.commands: one Feishu message -> Help | Nothing | BadOptions | NewJob (pure parsing)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.commands import (
+from bot.inbound.commands import (
     FEISHU_BITABLE,
     FEISHU_RESOURCE,
     BadOptions,
@@ -18,7 +18,7 @@ from bot.commands import (
     find_links,
     parse_message,
 )
-from bot.events import IncomingMessage, Mention
+from bot.inbound.events import IncomingMessage, Mention
 from pipeline.models import ScreenshotMode, SourceKind
 
 RULES = CommandRules(max_links=20, max_screenshots=20, default_screenshots="scenes")

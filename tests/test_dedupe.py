@@ -1,4 +1,4 @@
-"""bot.dedupe.SeenStore: durable, atomic first-time checks on a real SQLite file."""
+"""bot.inbound.dedupe.SeenStore: durable, atomic first-time checks on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.dedupe import SeenStore
+from bot.inbound.dedupe import SeenStore
 from pipeline.jobs import JobStore
 from pipeline.models import JobSpec, VideoSource
 

@@ -10,21 +10,19 @@ from typing import Any
 
 import pytest
 
-from bot.commands import FEISHU_BITABLE, FEISHU_RESOURCE, classify_link
 from bot.config import Settings
 from bot.feishu import FeishuClient
-from bot.sources import (
+from bot.inbound.commands import FEISHU_BITABLE, FEISHU_RESOURCE, classify_link
+from bot.job.bitable_reader import BitableExpansion, SkippedRow, expand_bitable
+from bot.job.feishu_sources import (
     FEISHU_DRIVE_MEDIA,
     BitableAccessError,
     BitableEmptyError,
-    BitableExpansion,
     BitableNotFoundError,
     BitableNoVideoError,
     FeishuFileError,
     FeishuFileTooLargeError,
     MessageResourceFetcher,
-    SkippedRow,
-    expand_bitable,
     feishu_registry,
 )
 from pipeline.errors import DownloadError, TooLargeError, UnsupportedSourceError

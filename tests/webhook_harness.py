@@ -6,7 +6,7 @@
 
 ``webhook_env`` holds what survives an app restart (settings, DATA_DIR, the fake Feishu, the jobs the
 test job function ran); ``webhook_env.serve()`` starts one app instance on it. The job function is the
-test's own: it records the jobs it was given (the real one is ``bot.delivery.run_job``).
+test's own: it records the jobs it was given (the real one is ``bot.job.delivery.run_job``).
 """
 
 from __future__ import annotations

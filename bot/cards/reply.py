@@ -25,7 +25,7 @@ from bot.cards.primitives import (
     plain,
     rejected_block,
 )
-from bot.commands import FEISHU_BITABLE, FEISHU_RESOURCE, OPTIONS_EXAMPLE
+from bot.inbound.commands import FEISHU_BITABLE, FEISHU_RESOURCE, OPTIONS_EXAMPLE
 from pipeline.models import JobSpec, ScreenshotMode, ScreenshotPlan, UserText, VideoSource
 
 

@@ -22,10 +22,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from bot.dedupe import SeenStore
 from bot.fc.envelope import SIGNATURE_HEADER, EnvelopeError, JobEnvelope, SignatureProblem, verify
 from bot.fc.runner import FcAsyncRunner, RunnerPaused
-from bot.webhook import WebhookResponse
+from bot.inbound.dedupe import SeenStore
+from bot.inbound.webhook import WebhookResponse
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from bot.fc.api import FcContext
 from bot.fc.jobrun import JobRunEndpoint
 from bot.fc.runner import FcAsyncRunner
-from bot.webhook import WebhookResponse
+from bot.inbound.webhook import WebhookResponse
 from pipeline.config import PipelineSettings
 from pipeline.jobs import Job, JobStatus, JobStore
 from pipeline.jobs.runner import LocalRunner
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class CardPusher(Protocol):
-    """What the lifecycle needs from ``bot.progress.CardUpdater``."""
+    """What the lifecycle needs from ``bot.job.card_updater.CardUpdater``."""
 
     def push(self, job_id: str, card: Mapping[str, Any], *, final: bool = False) -> None: ...
 

@@ -10,7 +10,7 @@ unknown job or someone else's job gets a polite toast, never an error.
     retry_failed      a NEW job (``parent_job_id``; idempotency key derived from the parent, so a double
                       click makes one job) with the failed videos of a finished job, with its own card
     open_task_form    answers with the form card
-    submit_task_form  the form's fields -> a job, like a message would (``bot.commands`` parsing of links,
+    submit_task_form  the form's fields -> a job, like a message would (``bot.inbound.commands`` parsing of links,
                       ``ScreenshotPlan`` for the screenshot option); invalid input -> an error toast
 """
 
@@ -27,11 +27,11 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from bot import cards
-from bot.commands import FEISHU_HOSTS, MAX_TASK_NAME_CHARS, CommandRules, classify_link, find_links
-from bot.events import CardAction, CardActionReply
-from bot.intake import CardActionRouter, CardReplier
+from bot.inbound.commands import FEISHU_HOSTS, MAX_TASK_NAME_CHARS, CommandRules, classify_link, find_links
+from bot.inbound.events import CardAction, CardActionReply
+from bot.inbound.intake import CardActionRouter, CardReplier
+from bot.job.card_updater import first_card_uuid
 from bot.outbox import Outbox
-from bot.progress import first_card_uuid
 from pipeline.errors import InvalidOptionsError, PipelineError
 from pipeline.jobs import Job, JobStatus, JobStore
 from pipeline.jobs.runner import Runner
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 class CardPusher(Protocol):
-    """What actions need from ``bot.progress.CardUpdater``."""
+    """What actions need from ``bot.job.card_updater.CardUpdater``."""
 
     def push(self, job_id: str, card: Mapping[str, Any], *, final: bool = False) -> None: ...
 

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from bot.cards import progress_card
 from bot.feishu import FeishuError, MessageGone, NotFound, PermissionDenied, RateLimited, TransientError, stable_uuid
-from bot.intake import reply_uuid
+from bot.inbound.intake import reply_uuid
 from pipeline.jobs import Job, JobStore
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class CardMessenger(Protocol):
 
 def first_card_uuid(job: Job) -> str:
     """The idempotency key of a job's first card. A job made from a message was answered by
-    ``bot.intake`` with ``reply_uuid(message_id)``; other jobs (a retry, a form) by this key."""
+    ``bot.inbound.intake`` with ``reply_uuid(message_id)``; other jobs (a retry, a form) by this key."""
     if job.idempotency_key and job.idempotency_key == job.spec.source_message_id:
         return reply_uuid(job.spec.source_message_id)
     return stable_uuid("job-card", job.id)

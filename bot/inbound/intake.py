@@ -1,6 +1,6 @@
 """What happens to an accepted message or card click, after the webhook has vouched for it.
 
-``Intake.on_message``: parse the message (``bot.commands``), then either queue a job (a row in the job
+``Intake.on_message``: parse the message (``bot.inbound.commands``), then either queue a job (a row in the job
 store, keyed by the message id so a redelivery can never queue it twice) or answer with help / "nothing
 to do" / "invalid options". Every answer is built and sent by the outbox, never on the request path.
 
@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from bot import cards
-from bot.commands import BadOptions, CommandRules, Help, NewJob, Nothing, parse_message
-from bot.events import CardAction, CardActionReply, IncomingMessage
 from bot.feishu import stable_uuid
+from bot.inbound.commands import BadOptions, CommandRules, Help, NewJob, Nothing, parse_message
+from bot.inbound.events import CardAction, CardActionReply, IncomingMessage
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from pipeline.jobs import JobStatus, JobStore

@@ -42,7 +42,8 @@ from bot.feishu import (
     NotFound,
     stable_uuid,
 )
-from bot.sources import FEISHU_DRIVE_MEDIA, SkippedRow
+from bot.job.bitable_reader import SkippedRow
+from bot.job.feishu_sources import FEISHU_DRIVE_MEDIA
 from pipeline.download import safe_filename
 from pipeline.models import CancelToken, SourceKind, Transcript, UserText, VideoResult, VideoSource, VideoStatus
 from pipeline.outputs import transcript_text

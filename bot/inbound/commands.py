@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bot.events import IncomingMessage
+from bot.inbound.events import IncomingMessage
 from pipeline.errors import InvalidOptionsError
 from pipeline.models import AnalysisOptions, JobSpec, ScreenshotPlan, UserText, VideoSource
 

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bot.dedupe import SeenStore
-from bot.events import CardAction, CardActionReply, IncomingMessage, Mention
+from bot.inbound.dedupe import SeenStore
+from bot.inbound.events import CardAction, CardActionReply, IncomingMessage, Mention
 from bot.metrics import BotMetrics
 from pipeline.logs import log_context
 from pipeline.models import UserText

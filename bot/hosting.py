@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.config import Settings
-from bot.dedupe import SeenStore
 from bot.fc.api import CloudCredentials, FcContext, FcTaskStopper
 from bot.fc.jobrun import JobRunEndpoint
 from bot.fc.runner import FcAsyncRunner
+from bot.inbound.dedupe import SeenStore
 from pipeline.config import ConfigError
 from pipeline.jobs import JobStore
 from pipeline.jobs.runner import JobFunction, LocalRunner, OnFinished

@@ -7,7 +7,7 @@ One job, step by step (each step saves the progress record and pushes the card):
 
 1. the card shows the saved progress record first: a job resumed after a restart shows where it was,
    with a "resumed" note (``progress_card`` reads ``job.attempts``);
-2. Bitable links are expanded into their videos (``bot.sources.expand_bitable``); rows without a video
+2. Bitable links are expanded into their videos (``bot.job.feishu_sources.expand_bitable``); rows without a video
    are listed on the card and written to the results as "skipped" rows;
 3. ``Analyzer.analyze_batch`` with everything under the job's workspace (``out``, ``scratch``): its
    events fold into a ``BatchProgress`` that is saved (``context.save_progress``) and rendered;
@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import cards
 from bot.cards import DeliveryNotes, SkippedNote
-from bot.commands import FEISHU_BITABLE
 from bot.feishu import (
     CredentialsRejected,
     FeishuError,
@@ -48,6 +47,7 @@ from bot.feishu import (
     RateLimited,
     TransientError,
 )
+from bot.inbound.commands import FEISHU_BITABLE
 from pipeline.errors import JobCancelled, PipelineError
 from pipeline.jobs import Job, JobStatus, job_error
 from pipeline.jobs.progress import BatchProgress
@@ -56,10 +56,10 @@ from pipeline.logs import log_context
 from pipeline.models import BatchResult, ProgressEvent, Stage, UserText, VideoResult, VideoSource, VideoStatus
 
 if TYPE_CHECKING:
-    from bot.bitable import ResultsTable
     from bot.config import Settings
     from bot.feishu import FeishuClient
-    from bot.sources import BitableExpansion, SkippedRow
+    from bot.job.bitable_reader import BitableExpansion, SkippedRow
+    from bot.job.results_sink import ResultsTable
     from pipeline.analyze import Analyzer
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ DELIVERY_RETRY_DELAYS_S = (1.0, 3.0)
 
 
 class CardSink(Protocol):
-    """What the job needs from ``bot.progress.CardUpdater``."""
+    """What the job needs from ``bot.job.card_updater.CardUpdater``."""
 
     def push(self, job_id: str, card: Any, *, final: bool = False) -> None: ...
 
@@ -83,7 +83,7 @@ class CardSink(Protocol):
 
 
 class ResultsSink(Protocol):
-    """``bot.bitable.BitableSink``."""
+    """``bot.job.results_sink.BitableSink``."""
 
     def write(
         self,
@@ -164,7 +164,7 @@ class Delivery:
     def analyzer(self) -> Analyzer:
         with self._lock:
             if self._analyzer is None:
-                from bot.sources import feishu_registry
+                from bot.job.feishu_sources import feishu_registry
                 from pipeline.analyze import Analyzer
 
                 self._analyzer = Analyzer(self.settings, feishu_registry(self.settings, self.feishu))
@@ -173,7 +173,7 @@ class Delivery:
     def sink(self) -> ResultsSink:
         with self._lock:
             if self._sink is None:
-                from bot.bitable import BitableSink
+                from bot.job.results_sink import BitableSink
 
                 self._sink = BitableSink(self.feishu, default_folder_token=self.settings.feishu_folder_token)
             return self._sink
@@ -181,7 +181,7 @@ class Delivery:
     def expand(self, source: VideoSource, max_rows: int) -> BitableExpansion:
         if self._expand is not None:
             return self._expand(source, max_rows)
-        from bot.sources import expand_bitable
+        from bot.job.bitable_reader import expand_bitable
 
         return expand_bitable(self.feishu, source, max_rows=max_rows)
 
