@@ -16,8 +16,8 @@ import pytest
 
 from bot.feishu import FeishuClient, FeishuError, TransientError, stable_uuid
 from bot.inbound.commands import FEISHU_RESOURCE
-from bot.job.bitable_reader import SkippedRow
 from bot.job.feishu_sources import FEISHU_DRIVE_MEDIA
+from bot.job.record import SkippedRow
 from bot.job.results_sink import (
     BATCH_MAX_BYTES,
     CUT_MARK,

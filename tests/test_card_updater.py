@@ -245,7 +245,7 @@ def test_a_late_progress_card_never_replaces_the_final_one(
     updater: CardUpdater, store: JobStore, fake_feishu: FakeFeishu
 ) -> None:
     job = job_with_card(store, fake_feishu)
-    updater.push(job.id, card("done"), final=True)
+    updater.show_final(job, card("done"))
     updater.push(job.id, card("cancelling"))
     assert updater.flush(job.id, 10.0)
     assert label_of(fake_feishu.message("om_card_0001").content) == "done"

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from bot import cards
-from bot.cards import DeliveryNotes, SkippedNote, progress_card, progress_record
+from bot.cards import progress_card
+from bot.job.record import MAX_SAVED_SKIPPED, DeliveryNotes, SkippedRow, progress_record
 from pipeline.jobs import Job, JobStatus
 from pipeline.jobs.progress import BatchProgress
 from pipeline.models import AnalysisOptions, JobSpec, ProgressEvent, Stage, UserText, VideoFailure, VideoSource
@@ -211,7 +212,7 @@ def test_a_resumed_job_says_so() -> None:
 
 def test_the_card_comes_from_the_saved_record_alone() -> None:
     notes = DeliveryNotes(notes=[UserText(zh="视频取自「链接」列。", en="Videos were read from the link column.")])
-    notes.add_skipped([SkippedNote(3, UserText(zh="「链接」列为空。", en="The link column is empty."), "第三行")])
+    notes.add_skipped([SkippedRow("", 3, UserText(zh="「链接」列为空。", en="The link column is empty."), "第三行")])
     record = progress_record(half_way(), notes)
     stored = json.loads(json.dumps(record))  # what SQLite gives back after a restart
     assert progress_card(make_job(progress=stored), now=T0 + 7) == progress_card(make_job(progress=record), now=T0 + 7)
@@ -231,7 +232,7 @@ def test_500_videos_stay_under_30_kb_with_failures_first() -> None:
         if i % 2:
             events.append(ProgressEvent(Stage.FAILED, i, 500, failure=long_reason, at=T0 + 2))
     notes = DeliveryNotes()
-    notes.add_skipped([SkippedNote(n, UserText(zh="空" * 500, en="empty " * 100), "名" * 200) for n in range(300)])
+    notes.add_skipped([SkippedRow("", n, UserText(zh="空" * 500, en="empty " * 100), "名" * 200) for n in range(300)])
     job = make_job(sources=500, progress=progress_record(folded(names, events), notes))
     card = progress_card(job, now=T0 + 30)
     size = len(cards.card_json(card).encode())
@@ -240,7 +241,7 @@ def test_500_videos_stay_under_30_kb_with_failures_first() -> None:
     assert "失败的视频 / Failed videos (250)" in body
     assert "另有" in body and "and 240 more failed" in body
     assert "跳过的行 / Skipped rows (300)" in body
-    assert len(notes.to_dict()["skipped"]) == cards.MAX_SAVED_SKIPPED  # the record stays bounded too
+    assert len(notes.to_dict()["skipped"]) == MAX_SAVED_SKIPPED  # the record stays bounded too
 
 
 def test_user_text_never_reaches_markdown() -> None:
@@ -250,7 +251,7 @@ def test_user_text_never_reaches_markdown() -> None:
         ProgressEvent(Stage.FAILED, 0, 1, failure=VideoFailure("x", "downloading", UserText(hostile, hostile)), at=T0)
     )
     notes = DeliveryNotes(notes=[UserText(hostile, hostile)])
-    notes.add_skipped([SkippedNote(1, UserText(hostile, hostile), hostile)])
+    notes.add_skipped([SkippedRow("", 1, UserText(hostile, hostile), hostile)])
     spec = dataclasses.replace(make_job().spec, options=AnalysisOptions(task_name=hostile), creator_id="ou_x</at>")
     card = progress_card(make_job(spec=spec, progress=progress_record(batch, notes)), now=T0)
     assert hostile in text(card)

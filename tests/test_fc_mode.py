@@ -509,7 +509,7 @@ def test_initialize_without_the_model_answers_503_with_the_reason(
 ) -> None:
     missing = tmp_path / "no-such-model"
     env = fc_env(tmp_path, fake_feishu, front, asr_backend="whisper", whisper_model_dir=str(missing))
-    with env.serve() as app, caplog.at_level(logging.ERROR, logger="bot.fc.lifecycle"):
+    with env.serve() as app, caplog.at_level(logging.ERROR, logger="bot.hosting"):
         response = app.http.post(app.url + "/initialize")
         assert response.status_code == 503
         assert response.json()["error"] == "model_unavailable"

@@ -13,7 +13,7 @@ import pytest
 from bot.config import Settings
 from bot.feishu import FeishuClient
 from bot.inbound.commands import FEISHU_BITABLE, FEISHU_RESOURCE, classify_link
-from bot.job.bitable_reader import BitableExpansion, SkippedRow, expand_bitable
+from bot.job.bitable_reader import BitableExpansion, expand_bitable
 from bot.job.feishu_sources import (
     FEISHU_DRIVE_MEDIA,
     BitableAccessError,
@@ -25,6 +25,7 @@ from bot.job.feishu_sources import (
     MessageResourceFetcher,
     feishu_registry,
 )
+from bot.job.record import SkippedRow
 from pipeline.errors import DownloadError, TooLargeError, UnsupportedSourceError
 from pipeline.models import CancelToken, UserText, VideoSource
 from tests.fakes.feishu import ATTACHMENT, TEXT, URL, FakeFeishu

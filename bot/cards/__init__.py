@@ -15,14 +15,10 @@ from bot.cards.form import (
 )
 from bot.cards.primitives import CARD_LIMIT_BYTES, Card, card_json, fit
 from bot.cards.progress import (
-    MAX_SAVED_SKIPPED,
     CardState,
-    DeliveryNotes,
-    SkippedNote,
     card_state,
     format_duration,
     progress_card,
-    progress_record,
 )
 from bot.cards.reply import (
     cancelled_elsewhere_card,
@@ -31,6 +27,7 @@ from bot.cards.reply import (
     help_card,
     nothing_card,
     queued_card,
+    restart_notice_card,
     video_label,
 )
 
@@ -43,14 +40,11 @@ __all__ = [
     "FORM_SCREENSHOT_MODE",
     "FORM_SCREENSHOT_VALUE",
     "FORM_TASK_NAME",
-    "MAX_SAVED_SKIPPED",
     "OPEN_TASK_FORM",
     "RETRY_FAILED",
     "SUBMIT_TASK_FORM",
     "Card",
     "CardState",
-    "DeliveryNotes",
-    "SkippedNote",
     "action_value",
     "cancelled_elsewhere_card",
     "card_json",
@@ -63,8 +57,8 @@ __all__ = [
     "help_card",
     "nothing_card",
     "progress_card",
-    "progress_record",
     "queued_card",
+    "restart_notice_card",
     "task_form_card",
     "video_label",
 ]

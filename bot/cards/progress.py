@@ -4,8 +4,7 @@ server shows the same card."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from bot.cards.buttons import (
@@ -27,85 +26,15 @@ from bot.cards.primitives import (
     rejected_block,
 )
 from bot.cards.reply import video_label
+from bot.job.record import DeliveryNotes, JobResult
 from pipeline.jobs import Job, JobStatus
 from pipeline.jobs.progress import BatchProgress, VideoProgress, VideoState
 from pipeline.models import Stage, UserText, VideoFailure
 
-MAX_SAVED_SKIPPED = 40
 SHOWN_FAILURES = 10
 SHOWN_SKIPPED = 10
 _OPEN_ID = re.compile(r"^ou_[A-Za-z0-9]{1,64}$")
 _SAFE_URL = re.compile(r"^https?://[^\s<>\"'()\[\]]+$")
-
-
-@dataclass
-class SkippedNote:
-    """A source-table row that gave no video, as the card shows it."""
-
-    row_number: int
-    reason: UserText
-    name: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"row_number": self.row_number, "reason": self.reason.to_dict(), "name": self.name}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SkippedNote:
-        return cls(
-            row_number=int(data.get("row_number") or 0),
-            reason=UserText.from_dict(data.get("reason") or {}),
-            name=str(data.get("name") or ""),
-        )
-
-
-@dataclass
-class DeliveryNotes:
-    """What the bot adds to a job's progress record besides the videos: rows of a source table that
-    were skipped, notes about the sources, how far the results table is written, and why delivery
-    failed. Saved as ``progress["delivery"]`` so the card can be rendered again after a restart."""
-
-    skipped: list[SkippedNote] = field(default_factory=list)
-    skipped_total: int = 0
-    notes: list[UserText] = field(default_factory=list)
-    rows_written: int | None = None
-    rows_total: int | None = None
-    table_url: str = ""
-    error: UserText | None = None
-
-    def add_skipped(self, notes: Sequence[SkippedNote]) -> None:
-        room = max(0, MAX_SAVED_SKIPPED - len(self.skipped))
-        self.skipped.extend(notes[:room])
-        self.skipped_total += len(notes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "skipped": [s.to_dict() for s in self.skipped],
-            "skipped_total": self.skipped_total,
-            "notes": [n.to_dict() for n in self.notes],
-            "rows_written": self.rows_written,
-            "rows_total": self.rows_total,
-            "table_url": self.table_url,
-            "error": self.error.to_dict() if self.error else None,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> DeliveryNotes:
-        data = data or {}
-        error = data.get("error")
-        return cls(
-            skipped=[SkippedNote.from_dict(s) for s in data.get("skipped") or ()],
-            skipped_total=int(data.get("skipped_total") or 0),
-            notes=[UserText.from_dict(n) for n in data.get("notes") or ()],
-            rows_written=_int_or_none(data.get("rows_written")),
-            rows_total=_int_or_none(data.get("rows_total")),
-            table_url=str(data.get("table_url") or ""),
-            error=UserText.from_dict(error) if error else None,
-        )
-
-
-def progress_record(batch: BatchProgress, notes: DeliveryNotes) -> dict[str, Any]:
-    """The progress record saved with a job: the pipeline's batch progress plus the bot's notes."""
-    return {**batch.to_dict(), "delivery": notes.to_dict()}
 
 
 class CardState:
@@ -276,7 +205,7 @@ def progress_card(job: Job, *, now: float) -> Card:
     server shows the same card). Chinese first, English second; lists are capped (failures first) so a
     500-video job still fits under 30 KB."""
     batch = BatchProgress.from_dict(job.progress) if job.progress else BatchProgress.new([], at=job.created_at)
-    notes = DeliveryNotes.from_dict(job.progress.get("delivery") if job.progress else None)
+    notes = DeliveryNotes.of(job)
     if not batch.videos and job.spec.sources and batch.stage is Stage.QUEUED:
         batch = BatchProgress.new([video_label(s)[1] for s in job.spec.sources], at=job.created_at)
     state = card_state(job, batch)
@@ -287,15 +216,15 @@ def progress_card(job: Job, *, now: float) -> Card:
         template = "yellow"
     elapsed = _elapsed(job, batch, now)
     took = format_duration(elapsed) if elapsed is not None else None
-    result = job.result or {}
+    result = JobResult.of(job)
     # The finished table; or, when the job failed or was cancelled half-way, what was written of it.
     if state == CardState.DONE:
-        table_url = str(result.get("table_url") or "")
+        table_url = result.table_url
     elif state in (CardState.FAILED, CardState.CANCELLED):
         table_url = notes.table_url
     else:
         table_url = ""
-    failed_sources = result.get("failed_sources") or []
+    failed_sources = result.retryable
     error = _job_error(job, notes) if state == CardState.FAILED else None
     creator = job.spec.creator_id
     name = job.spec.options.task_name
@@ -400,7 +329,3 @@ def progress_card(job: Job, *, now: float) -> Card:
         return make_card(title, template, elements)
 
     return fit(build, max(SHOWN_VIDEOS, SHOWN_FAILURES, SHOWN_SKIPPED))
-
-
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if value is not None else None

@@ -26,6 +26,7 @@ from bot.cards.primitives import (
     rejected_block,
 )
 from bot.inbound.commands import FEISHU_BITABLE, FEISHU_RESOURCE, OPTIONS_EXAMPLE
+from pipeline.jobs import Job
 from pipeline.models import JobSpec, ScreenshotMode, ScreenshotPlan, UserText, VideoSource
 
 
@@ -194,3 +195,30 @@ def cancelled_elsewhere_card(job_id: str) -> Card:
             markdown(f"任务编号 / Job: `{job_id}`"),
         ],
     )
+
+
+def restart_notice_card(job: Job) -> dict[str, Any]:
+    """What a job's card says while the service restarts under it (the progress card returns when the
+    job resumes)."""
+    return {
+        "schema": "2.0",
+        "config": {"update_multi": True, "width_mode": "fill"},
+        "header": {
+            "title": {"tag": "plain_text", "content": "服务重启中，任务稍后继续"},
+            "subtitle": {"tag": "plain_text", "content": "Restarting: the job resumes shortly"},
+            "template": "orange",
+        },
+        "body": {
+            "elements": [
+                {
+                    "tag": "markdown",
+                    "content": "⏸ 服务正在重启，这个任务已暂停，重启后会自动继续"
+                    "（视频会从头重新处理），无需重新发送。\n"
+                    "⏸ The service is restarting. This job is paused and resumes by itself after the restart "
+                    "(its videos are processed again from the start); no need to send them again.",
+                },
+                {"tag": "hr"},
+                {"tag": "markdown", "content": f"任务编号 / Job: `{job.id}`"},
+            ]
+        },
+    }

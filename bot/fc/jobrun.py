@@ -22,10 +22,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from bot.answer import Answer
 from bot.fc.envelope import SIGNATURE_HEADER, EnvelopeError, JobEnvelope, SignatureProblem, verify
 from bot.fc.runner import FcAsyncRunner, RunnerPaused
 from bot.inbound.dedupe import SeenStore
-from bot.inbound.webhook import WebhookResponse
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,6 @@ _SIGNATURE_MESSAGES = {
     SignatureProblem.EXPIRED: "the signature's timestamp is too old or in the future",
     SignatureProblem.MISMATCH: "the signature does not match (is JOB_SECRET the same on every instance?)",
 }
-
-
-def _problem(status: int, error: str, message: str) -> WebhookResponse:
-    return WebhookResponse(status, {"error": error, "message": message})
 
 
 class JobRunEndpoint:
@@ -61,27 +57,27 @@ class JobRunEndpoint:
         self._runner = runner
         self._clock = clock
 
-    def handle(self, headers: Mapping[str, str], body: bytes | None) -> WebhookResponse:
+    def handle(self, headers: Mapping[str, str], body: bytes | None) -> Answer:
         if body is None:
-            return _problem(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+            return Answer.problem(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
         now = self._clock()
         problem = verify(self._secret, headers, body, now=now, max_age_s=self._max_age_s)
         if problem is not None:
             log.warning("job invocation refused: %s", problem.value)
-            return _problem(401, problem.value, _SIGNATURE_MESSAGES[problem])
+            return Answer.problem(401, problem.value, _SIGNATURE_MESSAGES[problem])
         signature = next(value for name, value in headers.items() if name.lower() == SIGNATURE_HEADER.lower())
         if not self._seen.first_time(SEEN_KIND, signature.strip(), now):
             log.warning("job invocation refused: a replayed body")
-            return _problem(409, "replayed", "this signed invocation was already received")
+            return Answer.problem(409, "replayed", "this signed invocation was already received")
         try:
             envelope = JobEnvelope.from_json(body)
         except EnvelopeError as exc:
             log.warning("job invocation refused: %s", exc)
-            return _problem(400, "bad_envelope", str(exc))
+            return Answer.problem(400, "bad_envelope", str(exc))
         try:
             job = self._runner.execute(envelope)
         except RunnerPaused:
-            return _problem(503, "unavailable", "this instance is stopping")
+            return Answer.problem(503, "unavailable", "this instance is stopping")
         except Exception as exc:
             if not self._runner.accepting:
                 # The instance shut down under the job (its store is closed); its user has been told.
@@ -89,8 +85,8 @@ class JobRunEndpoint:
             else:
                 # The store failed (disk full...): the job cannot even be recorded here.
                 log.error("job %s could not be run: %s: %s", envelope.job_id, type(exc).__name__, exc, exc_info=True)
-            return _problem(503, "unavailable", "the job could not be run on this instance")
+            return Answer.problem(503, "unavailable", "the job could not be run on this instance")
         answer: dict[str, object] = {"job_id": job.id, "status": job.status.value}
         if job.error:
             answer["error"] = job.error.get("code", "")
-        return WebhookResponse(200, answer)
+        return Answer(200, answer)

@@ -23,14 +23,15 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from bot import cards
 from bot.inbound.commands import FEISHU_HOSTS, MAX_TASK_NAME_CHARS, CommandRules, classify_link, find_links
 from bot.inbound.events import CardAction, CardActionReply
 from bot.inbound.intake import CardActionRouter, CardReplier
-from bot.job.card_updater import first_card_uuid
+from bot.job.card_updater import CardSink, first_card_uuid
+from bot.job.record import JobResult
 from bot.outbox import Outbox
 from pipeline.errors import InvalidOptionsError, PipelineError
 from pipeline.jobs import Job, JobStatus, JobStore
@@ -39,12 +40,6 @@ from pipeline.logs import log_context
 from pipeline.models import AnalysisOptions, JobSpec, ScreenshotPlan, UserText, VideoSource
 
 log = logging.getLogger(__name__)
-
-
-class CardPusher(Protocol):
-    """What actions need from ``bot.job.card_updater.CardUpdater``."""
-
-    def push(self, job_id: str, card: Mapping[str, Any], *, final: bool = False) -> None: ...
 
 
 def _toast(zh: str, en: str, kind: str = "info", card: Mapping[str, Any] | None = None) -> CardActionReply:
@@ -107,7 +102,7 @@ class CardActions:
         runner: Runner,
         outbox: Outbox,
         replier: CardReplier,
-        cards_out: CardPusher,
+        cards_out: CardSink,
         rules: CommandRules,
         clock: Callable[[], float] = time.time,
         cancel_elsewhere: bool = False,
@@ -169,7 +164,7 @@ class CardActions:
             after = self._store.get(job.id) or job
             log.info("cancel requested by the creator: job now %s", after.status.value)
             if after.status.terminal:
-                self._cards.push(job.id, cards.progress_card(after, now=self._clock()), final=True)
+                self._cards.show_final(after, cards.progress_card(after, now=self._clock()))
                 return _toast("已取消。", "Cancelled.", "success")
             return _toast(
                 "正在取消，当前步骤结束后停止。", "Cancelling: the job stops after the current step.", "success"
@@ -197,7 +192,7 @@ class CardActions:
         with log_context(job_id=job.id):
             if not job.status.terminal:
                 return _toast("任务还在进行中，结束后才能重试。", "The job is still running; retry once it ends.")
-            failed = [VideoSource.from_dict(s) for s in job.result.get("failed_sources") or ()]
+            failed = list(JobResult.of(job).retryable)
             if not failed:
                 return _toast("没有失败的视频需要重试。", "Nothing failed: there is nothing to retry.")
             spec = JobSpec(

@@ -1,4 +1,4 @@
-"""The webhook, free of any web framework: ``WebhookHandler.handle(headers, body) -> WebhookResponse``.
+"""The webhook, free of any web framework: ``WebhookHandler.handle(headers, body) -> Answer``.
 
 A request passes these steps in order; the first that refuses answers with a 4xx JSON error carrying a
 reason (also counted in metrics), never a 500 or a stack trace:
@@ -35,10 +35,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from bot.answer import Answer
 from bot.inbound.dedupe import SeenStore
 from bot.inbound.events import CardAction, CardActionReply, IncomingMessage, Mention
 from bot.metrics import BotMetrics
@@ -91,19 +92,9 @@ _REJECTIONS: dict[Rejection, tuple[int, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class WebhookResponse:
-    status: int
-    body: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def ok(cls, **body: Any) -> WebhookResponse:
-        return cls(200, body)
-
-
-def _problem(reason: Rejection) -> WebhookResponse:
+def _problem(reason: Rejection) -> Answer:
     status, message = _REJECTIONS[reason]
-    return WebhookResponse(status, {"error": reason.value, "message": message})
+    return Answer.problem(status, reason.value, message)
 
 
 class _Refused(Exception):
@@ -208,11 +199,11 @@ class WebhookHandler:
 
     # --- the request ---------------------------------------------------------------------------
 
-    def reject_oversized(self) -> WebhookResponse:
+    def reject_oversized(self) -> Answer:
         """The answer for a body over the size cap (the adapter decides that before reading it)."""
         return self._refuse(Rejection.TOO_LARGE)
 
-    def handle(self, headers: Mapping[str, str], body: bytes) -> WebhookResponse:
+    def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
         if not self.ready:
             self.warm_up()
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -231,13 +222,13 @@ class WebhookHandler:
 
         if dispatched.challenge is not None:
             self._metrics.events_received.labels(event_type=URL_VERIFICATION).inc()
-            return WebhookResponse.ok(challenge=dispatched.challenge)
+            return Answer.ok(challenge=dispatched.challenge)
         if self._app_id and dispatched.app_id != self._app_id:
             return self._refuse(Rejection.OTHER_APP)
         self._metrics.events_received.labels(event_type=dispatched.event_type).inc()
         if dispatched.event is None:
             self._metrics.ignored.labels(reason="unknown_event_type").inc()
-            return WebhookResponse.ok(msg="ignored")
+            return Answer.ok(msg="ignored")
 
         with log_context(event_id=dispatched.event_id or None):
             try:
@@ -250,7 +241,7 @@ class WebhookHandler:
 
     # --- steps -----------------------------------------------------------------------------------
 
-    def _refuse(self, reason: Rejection) -> WebhookResponse:
+    def _refuse(self, reason: Rejection) -> Answer:
         self._metrics.rejected.labels(reason=reason.value).inc()
         if reason is not Rejection.UNAVAILABLE:
             log.info("webhook request refused: %s", reason.value)
@@ -334,18 +325,18 @@ class WebhookHandler:
         log.info("the SDK refused an event: %.200s", failure)
         raise _Refused(Rejection.MALFORMED_EVENT)
 
-    def _message(self, message: IncomingMessage) -> WebhookResponse:
+    def _message(self, message: IncomingMessage) -> Answer:
         if not message.from_person:
             # Our own cards and other bots' messages come back as events too.
             self._metrics.ignored.labels(reason="bot_sender").inc()
-            return WebhookResponse.ok(msg="ignored")
+            return Answer.ok(msg="ignored")
         recorded = [
             (kind, key) for kind, key in (("event_id", message.event_id), ("message_id", message.message_id)) if key
         ]
         duplicate = self._seen.first_time_all(recorded, self._clock())
         if duplicate is not None:
             self._metrics.duplicates.labels(key=duplicate[0]).inc()
-            return WebhookResponse.ok(msg="duplicate")
+            return Answer.ok(msg="duplicate")
         try:
             self._on_message(message)
         except Exception:
@@ -353,15 +344,15 @@ class WebhookHandler:
             for kind, key in recorded:
                 self._seen.forget(kind, key)
             raise
-        return WebhookResponse.ok(msg="ok")
+        return Answer.ok(msg="ok")
 
-    def _card_action(self, action: CardAction) -> WebhookResponse:
+    def _card_action(self, action: CardAction) -> Answer:
         try:
             reply = self._on_card_action(action)
         except Exception as exc:
             log.error("card action %r failed: %s: %s", action.action, type(exc).__name__, exc, exc_info=True)
             reply = CARD_ACTION_FAILED
-        return WebhookResponse(200, reply.to_feishu())
+        return Answer(200, reply.to_feishu())
 
 
 # ------------------------------------------------------------------------------------------------

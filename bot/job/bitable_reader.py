@@ -38,6 +38,7 @@ from bot.job.feishu_sources import (
     BitableNoVideoError,
     BitableSourceError,
 )
+from bot.job.record import SkippedRow
 from pipeline.models import SourceKind, UserText, VideoSource
 
 if TYPE_CHECKING:
@@ -65,37 +66,6 @@ MAX_NAME_CHARS = 100
 # --------------------------------------------------------------------------------------------------
 # Bitable sources
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SkippedRow:
-    """A row of the source table that gave no video, and why (shown to the user and written as a
-    "skipped" row of the results table). ``name``/``link`` are what the row showed, when anything."""
-
-    record_id: str
-    row_number: int  # 1-based, in the order the table (or view) lists its rows
-    reason: UserText
-    name: str = ""
-    link: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "record_id": self.record_id,
-            "row_number": self.row_number,
-            "reason": self.reason.to_dict(),
-            "name": self.name,
-            "link": self.link,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SkippedRow:
-        return cls(
-            record_id=str(data.get("record_id", "")),
-            row_number=int(data.get("row_number", 0)),
-            reason=UserText.from_dict(data.get("reason") or {}),
-            name=str(data.get("name", "")),
-            link=str(data.get("link", "")),
-        )
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,16 @@ class CardMessenger(Protocol):
     ) -> str: ...
 
 
+class CardSink(Protocol):
+    """What the job, card actions and the hosting's stop need from ``CardUpdater``."""
+
+    def push(self, job_id: str, card: CardOrRender) -> None: ...
+
+    def show_final(self, job: Job, card: CardOrRender) -> None: ...
+
+    def flush(self, job_id: str, timeout_s: float) -> bool: ...
+
+
 def first_card_uuid(job: Job) -> str:
     """The idempotency key of a job's first card. A job made from a message was answered by
     ``bot.inbound.intake`` with ``reply_uuid(message_id)``; other jobs (a retry, a form) by this key."""
@@ -132,10 +142,19 @@ class CardUpdater:
 
     # --- the API -----------------------------------------------------------------------------------
 
-    def push(self, job_id: str, card: CardOrRender, *, final: bool = False) -> None:
-        """Make ``card`` the job's desired card. Returns at once. Once a ``final`` card (done, failed,
-        cancelled) was pushed, later non-final ones are ignored: a click answered a moment late must
-        not put "cancelling" back over "cancelled"."""
+    def push(self, job_id: str, card: CardOrRender) -> None:
+        """Make ``card`` the job's desired card (a progress update). Returns at once. Ignored once the
+        job's final card was shown: a click answered a moment late must not put "cancelling" back over
+        "cancelled"."""
+        self._want(job_id, card, final=False)
+
+    def show_final(self, job: Job, card: CardOrRender) -> None:
+        """The one way a job's last card goes out, whoever saw the job end: its own function, the
+        runner's ``on_finished``, a cancel of a job that had not started, or a stop that leaves it to
+        resume (a restart notice). Later progress pushes for the job are ignored."""
+        self._want(job.id, card, final=True)
+
+    def _want(self, job_id: str, card: CardOrRender, *, final: bool) -> None:
         fingerprint = "" if callable(card) else _fingerprint(card)
         with self._changed:
             if self._stopping:
@@ -393,6 +412,6 @@ def final_card_hook(updater: CardUpdater, clock: Callable[[], float] = time.time
     already put this card on screen costs nothing: the same card is not sent twice."""
 
     def on_finished(job: Job) -> None:
-        updater.push(job.id, lambda: progress_card(job, now=clock()), final=True)
+        updater.show_final(job, lambda: progress_card(job, now=clock()))
 
     return on_finished

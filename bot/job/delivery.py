@@ -36,10 +36,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from bot import cards
-from bot.cards import DeliveryNotes, SkippedNote
 from bot.feishu import (
     CredentialsRejected,
     FeishuError,
@@ -48,6 +47,8 @@ from bot.feishu import (
     TransientError,
 )
 from bot.inbound.commands import FEISHU_BITABLE
+from bot.job.card_updater import CardSink
+from bot.job.record import DeliveryNotes, JobResult, progress_record
 from pipeline.errors import JobCancelled, PipelineError
 from pipeline.jobs import Job, JobStatus, job_error
 from pipeline.jobs.progress import BatchProgress
@@ -58,8 +59,9 @@ from pipeline.models import BatchResult, ProgressEvent, Stage, UserText, VideoRe
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.feishu import FeishuClient
-    from bot.job.bitable_reader import BitableExpansion, SkippedRow
-    from bot.job.results_sink import ResultsTable
+    from bot.job.bitable_reader import BitableExpansion
+    from bot.job.record import SkippedRow
+    from bot.job.results_sink import BitableSink, ResultsTable
     from pipeline.analyze import Analyzer
 
 log = logging.getLogger(__name__)
@@ -74,33 +76,6 @@ MAX_BITABLE_ROWS = 500
 DELIVERY_RETRY_DELAYS_S = (1.0, 3.0)
 
 
-class CardSink(Protocol):
-    """What the job needs from ``bot.job.card_updater.CardUpdater``."""
-
-    def push(self, job_id: str, card: Any, *, final: bool = False) -> None: ...
-
-    def flush(self, job_id: str, timeout_s: float) -> bool: ...
-
-
-class ResultsSink(Protocol):
-    """``bot.job.results_sink.BitableSink``."""
-
-    def write(
-        self,
-        *,
-        job_id: str,
-        title: str,
-        owner_open_id: str,
-        videos: Sequence[VideoResult],
-        skipped: Sequence[SkippedRow] = (),
-        folder_token: str | None = None,
-        checkpoint: dict[str, Any] | None = None,
-        save_checkpoint: Callable[[dict[str, Any]], None] | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
-        cancel: Any = None,
-    ) -> ResultsTable: ...
-
-
 Expander = Callable[[VideoSource, int], "BitableExpansion"]
 
 
@@ -110,7 +85,7 @@ def make_job_function(
     card_updater: CardSink,
     *,
     analyzer: Analyzer | None = None,
-    sink: ResultsSink | None = None,
+    sink: BitableSink | None = None,
     expand: Expander | None = None,
     clock: Callable[[], float] = time.time,
     max_bitable_rows: int = MAX_BITABLE_ROWS,
@@ -141,7 +116,7 @@ class Delivery:
         card_updater: CardSink,
         *,
         analyzer: Analyzer | None,
-        sink: ResultsSink | None,
+        sink: BitableSink | None,
         expand: Expander | None,
         clock: Callable[[], float],
         max_bitable_rows: int,
@@ -170,7 +145,7 @@ class Delivery:
                 self._analyzer = Analyzer(self.settings, feishu_registry(self.settings, self.feishu))
             return self._analyzer
 
-    def sink(self) -> ResultsSink:
+    def sink(self) -> BitableSink:
         with self._lock:
             if self._sink is None:
                 from bot.job.results_sink import BitableSink
@@ -273,7 +248,7 @@ class _JobRun:
             sources.extend(expansion.sources)
             extra = list(expansion.skipped) + list(expansion.over_cap)
             self.skipped.extend(extra)
-            self.notes.add_skipped([SkippedNote(s.row_number, s.reason, s.name) for s in extra])
+            self.notes.add_skipped(extra)
             self.notes.notes.extend(expansion.notes)
             log.info(
                 "Bitable %s expanded: %d video(s), %d row(s) skipped",
@@ -333,21 +308,21 @@ class _JobRun:
             self.batch.apply(ProgressEvent(Stage.DONE, video_count=len(videos), at=self.d.clock()))
         log.info("results written: %d row(s) in %s", table.rows_written, table.app_token)
         return JobOutcome.done(
-            {
-                "table_url": table.url,
-                "app_token": table.app_token,
-                "table_id": table.table_id,
-                "rows_written": table.rows_written,
-                "counts": self._counts(videos),
-                "failed_sources": [v.source.to_dict() for v in videos if v.status is VideoStatus.FAILED],
-                "elapsed_s": self._elapsed(),
-            }
+            JobResult(
+                table_url=table.url,
+                app_token=table.app_token,
+                table_id=table.table_id,
+                rows_written=table.rows_written,
+                counts=self._counts(videos),
+                failed_sources=tuple(v.source for v in videos if v.status is VideoStatus.FAILED),
+                elapsed_s=self._elapsed(),
+            ).to_dict()
         )
 
     def _write(self, videos: Sequence[VideoResult]) -> ResultsTable:
         """``BitableSink.write``, tried again when Feishu stays busy past the client's own retries: each
         try carries on from the last checkpoint, so rows already written are not written again."""
-        checkpoint = self.job.result.get("sink")
+        checkpoint = JobResult.of(self.job).sink
         for attempt, delay in enumerate((*self.d.delivery_retry_delays_s, None), start=1):
             try:
                 return self.d.sink().write(
@@ -383,15 +358,14 @@ class _JobRun:
         with self._lock:
             self.notes.error = UserText.from_dict(error["message"])
             self.notes.table_url = str(checkpoint.get("url") or "") if checkpoint.get("rows_written") else ""
-        result: dict[str, Any] = {
-            "counts": self._counts(videos),
+        result = JobResult(
+            counts=self._counts(videos),
             # The analysis is lost with the workspace: retrying means all of it.
-            "failed_sources": [v.source.to_dict() for v in videos if v.status is not VideoStatus.CANCELLED],
-            "elapsed_s": self._elapsed(),
-        }
-        if self.notes.table_url:
-            result["table_url_partial"] = self.notes.table_url
-        return JobOutcome.failed(error, result)
+            failed_sources=tuple(v.source for v in videos if v.status is not VideoStatus.CANCELLED),
+            elapsed_s=self._elapsed(),
+            table_url_partial=self.notes.table_url,
+        )
+        return JobOutcome.failed(error, result.to_dict())
 
     # --- endings -----------------------------------------------------------------------------------
 
@@ -401,12 +375,12 @@ class _JobRun:
         with self._lock:
             if checkpoint.get("rows_written"):
                 self.notes.table_url = str(checkpoint.get("url") or "")
-        return JobOutcome.cancelled({"counts": self._counts_from_batch()})
+        return JobOutcome.cancelled(JobResult(counts=self._counts_from_batch()).to_dict())
 
     def _failed(self, error: dict[str, Any]) -> JobOutcome:
         with self._lock:
             self.notes.error = UserText.from_dict(error.get("message") or {})
-        return JobOutcome.failed(error, {"counts": self._counts_from_batch()})
+        return JobOutcome.failed(error, JobResult(counts=self._counts_from_batch()).to_dict())
 
     def _finish(self, outcome: JobOutcome) -> None:
         """Record the end in the progress record and put the final card on screen before returning."""
@@ -446,7 +420,7 @@ class _JobRun:
 
     def _record(self) -> dict[str, Any]:
         with self._lock:
-            return cards.progress_record(self.batch, self.notes)
+            return progress_record(self.batch, self.notes)
 
     def _publish(self, *, important: bool) -> None:
         """Save the record (at once when ``important``, else at most SAVE_INTERVAL_S later) and push the
@@ -483,7 +457,11 @@ class _JobRun:
     def _push(self, job: Job, *, final: bool = False) -> None:
         clock = self.d.clock
         # Rendered by the updater's worker when it is about to send: many pushes, few renders.
-        self.d.cards.push(job.id, lambda: cards.progress_card(job, now=clock()), final=final)
+        render = lambda: cards.progress_card(job, now=clock())  # noqa: E731
+        if final:
+            self.d.cards.show_final(job, render)
+        else:
+            self.d.cards.push(job.id, render)
 
     def _on_rows(self, done: int, total: int) -> None:
         with self._lock:
@@ -493,15 +471,14 @@ class _JobRun:
         self._publish(important=done in (0, total))
 
     def _save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.context.store.save_result(self.job.id, {"sink": checkpoint})
+        self.context.store.save_result(self.job.id, JobResult(sink=checkpoint).to_dict())
 
     def _latest_checkpoint(self) -> dict[str, Any]:
         try:
             job = self.context.store.get(self.job.id)
         except Exception:
             return {}
-        sink = (job.result if job is not None else self.job.result).get("sink")
-        return dict(sink) if isinstance(sink, dict) else {}
+        return dict(JobResult.of(job if job is not None else self.job).sink or {})
 
     # --- small things ------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from bot.feishu import (
     TransientError,
 )
 from bot.inbound.commands import FEISHU_RESOURCE
+from bot.job.record import int_or_none
 from pipeline.download import ByteProgress, DownloadPolicy, download, reserve_path, safe_filename
 from pipeline.errors import DownloadError, SourceError, TooLargeError
 from pipeline.models import CancelToken, FetchedFile, UserText, VideoSource
@@ -217,7 +218,7 @@ class DriveMediaFetcher:
     ) -> FetchedFile:
         cancel.raise_if_cancelled()
         file_token = source.locator
-        expected = _int_or_none(source.meta.get("size"))
+        expected = int_or_none(source.meta.get("size"))
         if expected is not None and expected > self._policy.max_bytes:
             raise TooLargeError(expected, self._policy.max_bytes)
         name = safe_filename(source.meta.get("file_name") or source.name or f"{file_token}.mp4", default="video.mp4")
@@ -273,13 +274,6 @@ def _drive_media_error(err: FeishuError, source: VideoSource) -> SourceError:
             en=f"The video attached to row {row} of the Base could not be downloaded (code {err.code}).",
         ),
     )
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
 
 
 def feishu_registry(settings: PipelineSettings, client: FeishuClient) -> SourceRegistry:

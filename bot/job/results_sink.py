@@ -42,8 +42,8 @@ from bot.feishu import (
     NotFound,
     stable_uuid,
 )
-from bot.job.bitable_reader import SkippedRow
 from bot.job.feishu_sources import FEISHU_DRIVE_MEDIA
+from bot.job.record import SkippedRow
 from pipeline.download import safe_filename
 from pipeline.models import CancelToken, SourceKind, Transcript, UserText, VideoResult, VideoSource, VideoStatus
 from pipeline.outputs import transcript_text
