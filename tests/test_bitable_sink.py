@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.feishu import FeishuClient, FeishuError, TransientError, stable_uuid
+from bot.feishu import FeishuClient, FeishuError, TransientError
 from bot.inbound.commands import FEISHU_RESOURCE
 from bot.job.feishu_sources import FEISHU_DRIVE_MEDIA
 from bot.job.record import SkippedRow
@@ -29,6 +29,7 @@ from bot.job.results_sink import (
     Col,
     ResultsTable,
 )
+from bot.keys import rows_client_token, stable_uuid
 from pipeline import ffmpeg
 from pipeline.errors import JobCancelled
 from pipeline.models import (
@@ -327,7 +328,7 @@ def test_1200_videos_are_written_in_chunks_of_500_with_stable_client_tokens(
 
     calls = fake_feishu.find("POST", BATCH)
     assert [len(c.json["records"]) for c in calls] == [500, 500, 200]
-    assert [c.query["client_token"] for c in calls] == [stable_uuid(JOB, "rows", str(n)) for n in range(3)]
+    assert [c.query["client_token"] for c in calls] == [rows_client_token(JOB, n) for n in range(3)]
     assert names(fake_feishu, result) == [f"video-{n:04d}" for n in range(1200)]
     assert result.rows_written == 1200
     assert progress[-1] == (1200, 1200)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bot.feishu import FeishuClient
-from bot.inbound.intake import reply_uuid
-from bot.job.card_updater import CardUpdater, final_card_hook, first_card_uuid
+from bot.job.card_updater import CardUpdater, final_card_hook
+from bot.keys import first_card_uuid, reply_uuid
 from pipeline.jobs import Job, JobStatus, JobStore
 from pipeline.models import JobSpec, VideoSource
 from tests.fakes.feishu import FakeFeishu

@@ -28,8 +28,8 @@ from bot.feishu import (
     TokenInvalid,
     TooLarge,
     TransientError,
-    stable_uuid,
 )
+from bot.keys import stable_uuid
 from tests.fakes.feishu import TOKEN_PATH, FakeFeishu
 
 MESSAGES = "/open-apis/im/v1/messages"

@@ -29,7 +29,7 @@ from bot.cards.reply import video_label
 from bot.job.record import DeliveryNotes, JobResult
 from pipeline.jobs import Job, JobStatus
 from pipeline.jobs.progress import BatchProgress, VideoProgress, VideoState
-from pipeline.models import Stage, UserText, VideoFailure
+from pipeline.models import Stage, UserText, VideoFailure, stage_label
 
 SHOWN_FAILURES = 10
 SHOWN_SKIPPED = 10
@@ -81,16 +81,6 @@ _HEADERS: dict[str, tuple[UserText, str]] = {
     CardState.CANCELLED: (UserText(zh="视频分析已取消", en="Video analysis cancelled"), "grey"),
 }
 
-_STAGE_WORDS: dict[Stage, tuple[str, str]] = {
-    Stage.QUEUED: ("等待中", "waiting"),
-    Stage.DOWNLOADING: ("下载中", "downloading"),
-    Stage.PROBING: ("读取视频信息", "probing"),
-    Stage.AUDIO: ("提取音频", "extracting audio"),
-    Stage.TRANSCRIBING: ("语音转写中", "transcribing"),
-    Stage.SCREENSHOTS: ("截图中", "taking screenshots"),
-    Stage.OUTPUTS: ("生成文件", "writing files"),
-}
-
 
 def format_duration(seconds: float) -> tuple[str, str]:
     """``(zh, en)``: "1 分 05 秒" / "1 min 05 s"."""
@@ -124,7 +114,7 @@ def _video_status(video: VideoProgress) -> tuple[str, str]:
         return "⏹", "已取消 / cancelled"
     if video.state is VideoState.PENDING:
         return "🕒", "等待中 / waiting"
-    zh, en = _STAGE_WORDS.get(video.stage, (video.stage.value, video.stage.value))
+    zh, en = stage_label(video.stage).zh, stage_label(video.stage).en
     percent = f" {int(video.fraction * 100)}%" if video.fraction else ""
     return "⏳", f"{zh}{percent} / {en}{percent}"
 

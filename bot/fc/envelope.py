@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from bot.keys import fc_task_id
 from pipeline.models import JobSpec, UserText
 
 ENVELOPE_VERSION = 1
@@ -149,14 +150,7 @@ def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
     return value or None
 
 
-def task_id_for(idempotency_key: str | None, job_id: str) -> str:
-    """FC's async task id for a job: readable (the key's safe characters) and unique (a hash of the
-    whole key), so two keys that differ only in unsafe characters never share a task id. A job without
-    a key (a retry, a form) is its own key."""
-    key = idempotency_key or job_id
-    readable = _TASK_ID_UNSAFE.sub("_", key)[:_TASK_ID_READABLE_CHARS]
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
-    return f"vi_{readable}_{digest}"
+task_id_for = fc_task_id  # FC's async task id of a job (``bot.keys``)
 
 
 # --------------------------------------------------------------------------------------------------

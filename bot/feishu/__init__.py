@@ -19,7 +19,7 @@ from bot.feishu.errors import (
 )
 from bot.feishu.files import MB, UPLOAD_ALL_MAX_BYTES
 from bot.feishu.messages import card_json
-from bot.feishu.transport import RetryPolicy, stable_uuid
+from bot.feishu.transport import RetryPolicy
 
 __all__ = [
     "MB",
@@ -42,5 +42,4 @@ __all__ = [
     "WikiNode",
     "card_json",
     "error_for",
-    "stable_uuid",
 ]

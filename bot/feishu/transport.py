@@ -18,11 +18,9 @@ Logs carry the operation, codes, HTTP status and Feishu's log_id; never tokens, 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
@@ -62,13 +60,6 @@ class RetryPolicy:
         """Wait after the ``attempt``-th failure (1-based): exponential, half-jittered."""
         delay = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
         return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
-
-
-def stable_uuid(*parts: str) -> str:
-    """A UUIDv4-shaped idempotency key derived from ``parts``: the same parts give the same key, so a
-    retried job re-sends with the key of its first try (message ``uuid``, Bitable ``client_token``)."""
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()[:16]
-    return str(uuid.UUID(bytes=digest, version=4))
 
 
 class Transport:

@@ -17,8 +17,6 @@ unknown job or someone else's job gets a polite toast, never an error.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import re
 import time
@@ -30,8 +28,9 @@ from bot import cards
 from bot.inbound.commands import FEISHU_HOSTS, MAX_TASK_NAME_CHARS, CommandRules, classify_link, find_links
 from bot.inbound.events import CardAction, CardActionReply
 from bot.inbound.intake import CardActionRouter, CardReplier
-from bot.job.card_updater import CardSink, first_card_uuid
+from bot.job.card_updater import CardSink
 from bot.job.record import JobResult
+from bot.keys import first_card_uuid, form_key, retry_key
 from bot.outbox import Outbox
 from pipeline.errors import InvalidOptionsError, PipelineError
 from pipeline.jobs import Job, JobStatus, JobStore
@@ -63,13 +62,6 @@ NOT_YOUR_FORM = _toast(
 )
 
 _FOLDER_PATH = re.compile(r"^/drive/folder/([A-Za-z0-9]{8,64})/?$")
-RETRY_KEY_PREFIX = "retry:"
-FORM_KEY_PREFIX = "form:"
-
-
-def retry_key(parent_job_id: str) -> str:
-    """The idempotency key of the retry of a job: one retry job per parent, however often it is clicked."""
-    return RETRY_KEY_PREFIX + parent_job_id
 
 
 def folder_token(link: str) -> str | UserText:
@@ -248,7 +240,7 @@ class CardActions:
         spec = self._spec_from_form(action)
         if isinstance(spec, UserText):
             return CardActionReply(toast=spec, toast_type="error")
-        key = FORM_KEY_PREFIX + _form_digest(action)
+        key = form_key(action.open_message_id, action.operator_open_id, action.form_value)
         job, created = self._store.create(spec, idempotency_key=key)
         submitted = cards.form_submitted_card(job.id, len(job.spec.sources))
         if not created:
@@ -329,14 +321,3 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return "\n".join(str(v) for v in value)
     return "" if value is None else str(value)
-
-
-def _form_digest(action: CardAction) -> str:
-    """Same form, same person, same card: the same job (a double click, a redelivered callback)."""
-    payload = json.dumps(
-        [action.open_message_id, action.operator_open_id, dict(action.form_value)],
-        ensure_ascii=False,
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]

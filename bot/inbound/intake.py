@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from bot import cards
-from bot.feishu import stable_uuid
 from bot.inbound.commands import BadOptions, CommandRules, Help, NewJob, Nothing, parse_message
 from bot.inbound.events import CardAction, CardActionReply, IncomingMessage
+from bot.keys import job_key_for_message, reply_uuid
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from pipeline.jobs import JobStatus, JobStore
@@ -35,12 +35,6 @@ class CardReplier(Protocol):
     """The one thing intake needs from ``bot.feishu.FeishuClient``."""
 
     def reply_card(self, message_id: str, card: Mapping[str, Any], *, uuid: str | None = None) -> str: ...
-
-
-def reply_uuid(message_id: str) -> str:
-    """The idempotency key of our one reply to a message: Feishu drops a second send with the same uuid
-    (for an hour), so a reply retried by the client or re-sent after a redelivery lands once."""
-    return stable_uuid("reply", message_id)
 
 
 class Intake:
@@ -83,7 +77,7 @@ class Intake:
             self._reply(message, lambda: cards.error_card(bad.problem, bad.example), "reply:bad_options")
 
     def _queue(self, message: IncomingMessage, spec: JobSpec) -> None:
-        job, created = self._store.create(spec, idempotency_key=message.message_id)
+        job, created = self._store.create(spec, idempotency_key=job_key_for_message(message.message_id))
         if not created and (job.status is not JobStatus.QUEUED or job.card_message_id):
             log.info("message %s already has job %s; not queued again", message.message_id, job.id)
             return

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.cards import progress_card
-from bot.feishu import FeishuError, MessageGone, NotFound, PermissionDenied, RateLimited, TransientError, stable_uuid
-from bot.inbound.intake import reply_uuid
+from bot.feishu import FeishuError, MessageGone, NotFound, PermissionDenied, RateLimited, TransientError
+from bot.keys import first_card_uuid, replacement_card_uuid
 from pipeline.jobs import Job, JobStore
 
 log = logging.getLogger(__name__)
@@ -65,14 +65,6 @@ class CardSink(Protocol):
     def show_final(self, job: Job, card: CardOrRender) -> None: ...
 
     def flush(self, job_id: str, timeout_s: float) -> bool: ...
-
-
-def first_card_uuid(job: Job) -> str:
-    """The idempotency key of a job's first card. A job made from a message was answered by
-    ``bot.inbound.intake`` with ``reply_uuid(message_id)``; other jobs (a retry, a form) by this key."""
-    if job.idempotency_key and job.idempotency_key == job.spec.source_message_id:
-        return reply_uuid(job.spec.source_message_id)
-    return stable_uuid("job-card", job.id)
 
 
 def _fingerprint(card: Card) -> str:
@@ -385,7 +377,7 @@ class CardUpdater:
         log.info(
             "card of job %s: message %s gone (code %s); sending a new card", job.id, job.card_message_id, gone.code
         )
-        self._new_card(job, card, stable_uuid("job-card-again", job.id, job.card_message_id or ""))
+        self._new_card(job, card, replacement_card_uuid(job))
         return "created"
 
     def _new_card(self, job: Job, card: Card, uuid: str) -> None:

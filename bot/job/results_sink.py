@@ -9,7 +9,7 @@ carries on in the same Base instead of making a second one:
 3. create the results table with typed fields, then delete the Base's empty default table;
 4. per chunk of rows: upload the row's files (screenshots, contact sheet, subtitles, the whole
    transcript when its cell had to be cut), throttled below Feishu's 5 QPS for ``upload_all``; then
-   ``batch_create`` the chunk with ``client_token = stable_uuid(job_id, "rows", chunk)``, so a resend
+   ``batch_create`` the chunk with ``client_token = bot.keys.rows_client_token(job_id, chunk)``, so a resend
    (a retry, or a resumed job) lands once. Upload outcomes are checkpointed before the rows are
    sent, so a resent chunk is byte-for-byte the first one.
 
@@ -40,10 +40,10 @@ from bot.feishu import (
     FeishuClient,
     FeishuError,
     NotFound,
-    stable_uuid,
 )
 from bot.job.feishu_sources import FEISHU_DRIVE_MEDIA
 from bot.job.record import SkippedRow
+from bot.keys import rows_client_token
 from pipeline.download import safe_filename
 from pipeline.models import CancelToken, SourceKind, Transcript, UserText, VideoResult, VideoSource, VideoStatus
 from pipeline.outputs import transcript_text
@@ -407,7 +407,7 @@ class _Run:
             self.check_cancel()
             try:
                 self.client.batch_create_records(
-                    app_token, table_id, records, client_token=stable_uuid(self.job_id, "rows", str(index))
+                    app_token, table_id, records, client_token=rows_client_token(self.job_id, index)
                 )
             except FeishuError as err:
                 if err.code != CLIENT_TOKEN_CONFLICT:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pipeline.models import ProgressEvent, Stage, VideoFailure
+from pipeline.models import WORK_STAGES, ProgressEvent, Stage, VideoFailure
 
 # A fraction move smaller than this is not worth a card update. The epsilon absorbs float error
 # (0.15 - 0.10 is 0.04999...).
@@ -43,14 +43,6 @@ _EPSILON = 1e-9
 NOTICEABLE_BYTES_RATIO = 0.05
 NOTICEABLE_BYTES_MIN = 1024 * 1024
 
-WORK_STAGES: tuple[Stage, ...] = (
-    Stage.DOWNLOADING,
-    Stage.PROBING,
-    Stage.AUDIO,
-    Stage.TRANSCRIBING,
-    Stage.SCREENSHOTS,
-    Stage.OUTPUTS,
-)
 BATCH_TERMINAL_STAGES = frozenset({Stage.DONE, Stage.FAILED, Stage.CANCELLED})
 
 
