@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, ClassVar
 from bot.answer import Answer
 from bot.config import Settings
 from bot.fc.jobrun import MAX_BODY_BYTES
-from bot.hosting import Hosting, make_hosting
+from bot.hosting import Hosting, HostingNeeds, make_hosting
 from bot.inbound.actions import CardActions
 from bot.inbound.commands import CommandRules
 from bot.inbound.dedupe import SeenStore
@@ -181,15 +181,17 @@ def build_bot(
         # many restarts) still get their final card.
         on_finished = _both(final_card_hook(card_updater, clock), on_finished)
     hosting = make_hosting(
-        settings,
-        store=store,
-        seen=seen,
-        job_function=job_function,
-        cards=card_updater,
-        metrics=metrics,
-        outbox=outbox,
-        on_finished=on_finished,
-        clock=clock,
+        HostingNeeds(
+            settings=settings,
+            store=store,
+            seen=seen,
+            job_function=job_function,
+            cards=card_updater,
+            metrics=metrics,
+            outbox=outbox,
+            on_finished=on_finished,
+            clock=clock,
+        )
     )
     runner = hosting.runner
     sweeper = (

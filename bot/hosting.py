@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from bot.answer import Answer
 from bot.cards import restart_notice_card
@@ -123,40 +124,35 @@ class LocalHosting(Hosting):
         return self._threads.active_job_ids
 
 
-def make_hosting(
-    settings: Settings,
-    *,
-    store: JobStore,
-    seen: SeenStore,
-    job_function: JobFunction,
-    cards: CardSink,
-    metrics: BotMetrics,
-    outbox: Outbox | None = None,
-    on_finished: OnFinished | None = None,
-    clock: Callable[[], float] = time.time,
-) -> Hosting:
-    """The hosting ``JOB_RUNNER`` asks for; ``outbox`` replaces its own (tests)."""
+@dataclass(frozen=True)
+class HostingNeeds:
+    """What a hosting is built from; ``outbox`` replaces the hosting's own (tests)."""
+
+    settings: Settings
+    store: JobStore
+    seen: SeenStore
+    job_function: JobFunction
+    cards: CardSink
+    metrics: BotMetrics
+    outbox: Outbox | None = None
+    on_finished: OnFinished | None = None
+    clock: Callable[[], float] = time.time
+
+
+def make_hosting(needs: HostingNeeds) -> Hosting:
+    """The hosting ``JOB_RUNNER`` asks for: the one place the mode is read."""
+    settings = needs.settings
     if settings.job_runner == "fc-async":
         from bot.fc.hosting import FcHosting
 
-        return FcHosting.build(
-            settings,
-            store=store,
-            seen=seen,
-            job_function=job_function,
-            cards=cards,
-            metrics=metrics,
-            outbox=outbox,
-            on_finished=on_finished,
-            clock=clock,
-        )
+        return FcHosting.build(needs)
     runner = LocalRunner(
-        store,
-        job_function,
+        needs.store,
+        needs.job_function,
         work_dir=settings.work_dir,
         max_concurrent_jobs=settings.max_concurrent_jobs,
         max_attempts=settings.job_max_attempts,
-        on_finished=on_finished,
+        on_finished=needs.on_finished,
     )
-    outbox = outbox or ThreadOutbox(on_failure=metrics.outbox_failed, workers=4)
-    return LocalHosting(settings=settings, store=store, runner=runner, outbox=outbox, cards=cards)
+    outbox = needs.outbox or ThreadOutbox(on_failure=needs.metrics.outbox_failed, workers=4)
+    return LocalHosting(settings=settings, store=needs.store, runner=runner, outbox=outbox, cards=needs.cards)

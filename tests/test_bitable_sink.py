@@ -18,17 +18,16 @@ from bot.feishu import FeishuClient, FeishuError, TransientError
 from bot.inbound.commands import FEISHU_RESOURCE
 from bot.job.feishu_sources import FEISHU_DRIVE_MEDIA
 from bot.job.record import SkippedRow
-from bot.job.results_sink import (
+from bot.job.result_rows import (
     BATCH_MAX_BYTES,
     CUT_MARK,
     RESULT_FIELDS,
     STATUS_OPTIONS,
     TABLE_NAME,
     TEXT_CELL_MAX_BYTES,
-    BitableSink,
     Col,
-    ResultsTable,
 )
+from bot.job.results_sink import BitableSink, ResultsTable
 from bot.keys import rows_client_token, stable_uuid
 from pipeline import ffmpeg
 from pipeline.errors import JobCancelled

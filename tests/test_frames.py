@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import ffmpeg, frames
+from pipeline import ffmpeg, frames, shot_times
 from pipeline.errors import InvalidOptionsError, JobCancelled
 from pipeline.models import (
     AudioStream,
@@ -61,7 +61,7 @@ def reencode(src: Path, dest: Path, *x264: str) -> Path:
 def test_times_inside_the_video_are_taken_as_given() -> None:
     plan = ScreenshotPlan.parse("times:0,5,12.5,1:00")
 
-    shots, notes = frames.select_times(plan, video_info(60.0), scene_cuts=[3.0], speech_anchors=[4.0])
+    shots, notes = shot_times.select_times(plan, video_info(60.0), scene_cuts=[3.0], speech_anchors=[4.0])
 
     assert shots == [(0.0, ShotReason.TIME), (5.0, ShotReason.TIME), (12.5, ShotReason.TIME), (60.0, ShotReason.TIME)]
     assert notes == []
@@ -70,7 +70,7 @@ def test_times_inside_the_video_are_taken_as_given() -> None:
 def test_times_past_the_end_are_dropped_and_named() -> None:
     plan = ScreenshotPlan.parse("times:5,65,1:10")
 
-    shots, notes = frames.select_times(plan, video_info(60.0), scene_cuts=[], speech_anchors=[])
+    shots, notes = shot_times.select_times(plan, video_info(60.0), scene_cuts=[], speech_anchors=[])
 
     assert times_of(shots) == [5.0]
     assert len(notes) == 1
@@ -81,7 +81,7 @@ def test_times_past_the_end_are_dropped_and_named() -> None:
 def test_when_every_time_is_past_the_end_the_middle_frame_is_taken() -> None:
     plan = ScreenshotPlan.parse("times:100,200")
 
-    shots, notes = frames.select_times(plan, video_info(30.0), scene_cuts=[], speech_anchors=[])
+    shots, notes = shot_times.select_times(plan, video_info(30.0), scene_cuts=[], speech_anchors=[])
 
     assert shots == [(15.0, ShotReason.TIME)]
     assert len(notes) == 2
@@ -100,7 +100,7 @@ def test_unusable_plans_are_refused_before_any_selection(text: str) -> None:
 
 
 def test_an_interval_puts_one_shot_in_the_middle_of_each_window() -> None:
-    shots, notes = frames.select_times(
+    shots, notes = shot_times.select_times(
         ScreenshotPlan.parse("interval:10"), video_info(60.0), scene_cuts=[], speech_anchors=[]
     )
 
@@ -111,7 +111,7 @@ def test_an_interval_puts_one_shot_in_the_middle_of_each_window() -> None:
 def test_an_interval_over_the_cap_is_spread_evenly_with_a_note() -> None:
     plan = ScreenshotPlan.parse("interval:1", max_shots=20)
 
-    shots, notes = frames.select_times(plan, video_info(600.0), scene_cuts=[], speech_anchors=[])
+    shots, notes = shot_times.select_times(plan, video_info(600.0), scene_cuts=[], speech_anchors=[])
 
     times = times_of(shots)
     assert len(times) == 20
@@ -122,7 +122,7 @@ def test_an_interval_over_the_cap_is_spread_evenly_with_a_note() -> None:
 
 
 def test_an_interval_longer_than_the_video_takes_the_middle() -> None:
-    shots, notes = frames.select_times(
+    shots, notes = shot_times.select_times(
         ScreenshotPlan.parse("interval:90"), video_info(40.0), scene_cuts=[], speech_anchors=[]
     )
 
@@ -136,7 +136,7 @@ def test_an_interval_longer_than_the_video_takes_the_middle() -> None:
 
 
 def test_scenes_take_an_early_frame_and_a_frame_after_each_cut() -> None:
-    shots, notes = frames.select_times(
+    shots, notes = shot_times.select_times(
         ScreenshotPlan(), video_info(60.0), scene_cuts=[12.0, 30.0, 47.0], speech_anchors=[]
     )
 
@@ -150,11 +150,11 @@ def test_scenes_take_an_early_frame_and_a_frame_after_each_cut() -> None:
 def test_speech_anchors_are_thinned_out() -> None:
     anchors = [i * 0.8 for i in range(70)]  # a sentence every 0.8 s
 
-    shots, _ = frames.select_times(ScreenshotPlan(), video_info(60.0), scene_cuts=[], speech_anchors=anchors)
+    shots, _ = shot_times.select_times(ScreenshotPlan(), video_info(60.0), scene_cuts=[], speech_anchors=anchors)
 
     speech = [t for t, reason in shots if reason is ShotReason.SPEECH]
-    assert 5 <= len(speech) <= 60 / frames.MIN_SPEECH_GAP_S
-    assert min(np.diff(speech)) >= frames.MIN_SPEECH_GAP_S
+    assert 5 <= len(speech) <= 60 / shot_times.MIN_SPEECH_GAP_S
+    assert min(np.diff(speech)) >= shot_times.MIN_SPEECH_GAP_S
     assert min(np.diff(times_of(shots))) >= 1.0
     assert all(t in anchors for t in speech)
 
@@ -162,7 +162,7 @@ def test_speech_anchors_are_thinned_out() -> None:
 def test_scenes_are_capped_and_spread_over_the_whole_video() -> None:
     cuts = [i * 2.0 for i in range(1, 1800)]  # an hour with a cut every 2 s
 
-    shots, _ = frames.select_times(
+    shots, _ = shot_times.select_times(
         ScreenshotPlan(max_shots=12), video_info(3600.0), scene_cuts=cuts, speech_anchors=[5.0, 700.0]
     )
 
@@ -174,7 +174,7 @@ def test_scenes_are_capped_and_spread_over_the_whole_video() -> None:
 
 
 def test_a_short_video_without_cuts_or_speech_still_gets_several_moments() -> None:
-    shots, _ = frames.select_times(ScreenshotPlan(), video_info(9.0), scene_cuts=[], speech_anchors=[])
+    shots, _ = shot_times.select_times(ScreenshotPlan(), video_info(9.0), scene_cuts=[], speech_anchors=[])
 
     times = times_of(shots)
     assert len(times) >= 3
@@ -185,7 +185,7 @@ def test_audio_only_media_gets_no_screenshots() -> None:
     audio_only = MediaInfo(30.0, 1, "mov", None, AudioStream("aac", 16000, 1))
 
     for plan in (ScreenshotPlan(), ScreenshotPlan.parse("interval:5"), ScreenshotPlan.parse("times:1")):
-        assert frames.select_times(plan, audio_only, scene_cuts=[1.0], speech_anchors=[2.0]) == ([], [])
+        assert shot_times.select_times(plan, audio_only, scene_cuts=[1.0], speech_anchors=[2.0]) == ([], [])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -333,7 +333,7 @@ def test_screenshots_from_mpeg_ts_show_the_moment_asked_for(colour_video: Path, 
 def test_identical_frames_of_a_still_video_are_kept_once(tmp_path: Path) -> None:
     still = media.video(tmp_path / "still.mp4", duration_s=10.0, scenes=("darkgreen",))
     info = ffmpeg.probe(still)
-    times, _ = frames.select_times(ScreenshotPlan.parse("interval:1"), info, scene_cuts=[], speech_anchors=[])
+    times, _ = shot_times.select_times(ScreenshotPlan.parse("interval:1"), info, scene_cuts=[], speech_anchors=[])
     assert len(times) == 10
 
     shots = frames.capture(still, info, times, tmp_path / "shots")

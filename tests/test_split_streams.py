@@ -16,7 +16,8 @@ from pipeline.download import DownloadPolicy
 from pipeline.errors import JobCancelled, NotAVideoError, TooLargeError, UnsupportedSourceError
 from pipeline.models import CancelToken, VideoSource
 from pipeline.netguard import AddressGuard, guarded_session
-from pipeline.sources import UrlFetcher, VideoPageResolver, page_format_spec
+from pipeline.sources import UrlFetcher
+from pipeline.video_pages import VideoPageResolver, page_format_spec
 from tests import media
 from tests.fakes.media_server import MediaServer
 

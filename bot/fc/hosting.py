@@ -14,20 +14,17 @@ runner with ``SHUTDOWN_GRACE_S``.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from bot.answer import Answer
 from bot.config import Settings
 from bot.fc.api import CloudCredentials, FcContext, FcTaskStopper
 from bot.fc.jobrun import JobRunEndpoint
 from bot.fc.runner import FcAsyncRunner
-from bot.hosting import Hosting
-from bot.inbound.dedupe import SeenStore
+from bot.hosting import Hosting, HostingNeeds
 from bot.job.card_updater import CardSink
-from bot.metrics import BotMetrics
 from bot.outbox import InlineOutbox, Outbox
-from pipeline.jobs import JobFunction, JobStore, OnFinished
+from pipeline.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +64,8 @@ class FcHosting(Hosting):
         self._fc = fc
 
     @classmethod
-    def build(
-        cls,
-        settings: Settings,
-        *,
-        store: JobStore,
-        seen: SeenStore,
-        job_function: JobFunction,
-        cards: CardSink,
-        metrics: BotMetrics,
-        outbox: Outbox | None = None,
-        on_finished: OnFinished | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> FcHosting:
+    def build(cls, needs: HostingNeeds) -> FcHosting:
+        settings, store, cards, clock = needs.settings, needs.store, needs.cards, needs.clock
         fc = FcContext(
             region=settings.fc_region,
             function_name=settings.fc_function_name,
@@ -92,24 +78,24 @@ class FcHosting(Hosting):
         secret = settings.job_secret.get_secret_value()
         runner = FcAsyncRunner(
             store,
-            job_function,
+            needs.job_function,
             work_dir=settings.work_dir,
             invoke_url=settings.fc_invoke_url,
             secret=secret,
             stopper=FcTaskStopper(fc, endpoint=settings.fc_api_endpoint),
-            on_finished=on_finished,
+            on_finished=needs.on_finished,
             # A finished job's card must be out before the request answers (and FC freezes the instance).
             settle=lambda job_id: cards.flush(job_id, CARD_SETTLE_TIMEOUT_S),
             clock=clock,
         )
         job_run = JobRunEndpoint(
-            secret=secret, max_age_s=settings.job_signature_max_age_s, seen=seen, runner=runner, clock=clock
+            secret=secret, max_age_s=settings.job_signature_max_age_s, seen=needs.seen, runner=runner, clock=clock
         )
         return cls(
             settings=settings,
             store=store,
             runner=runner,
-            outbox=outbox or InlineOutbox(on_failure=metrics.outbox_failed),
+            outbox=needs.outbox or InlineOutbox(on_failure=needs.metrics.outbox_failed),
             cards=cards,
             job_run=job_run,
             fc=fc,

@@ -42,9 +42,9 @@ from bot.fc.api import AsyncTaskStopper, TaskStopError
 from bot.fc.envelope import EnvelopeTooLarge, JobEnvelope, signed_headers, task_id_for
 from pipeline.errors import PipelineError
 from pipeline.jobs import Job, JobStatus, JobStore, job_error
-from pipeline.jobs.runner import DEFAULT_CANCEL_POLL_S, JobFunction, OnFinished, run_job, store_cancel_token
+from pipeline.jobs.runner import DEFAULT_CANCEL_POLL_S, JobFunction, OnFinished, RunnerCore
 from pipeline.logs import log_context
-from pipeline.models import CancelToken, UserText
+from pipeline.models import UserText
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ CANCEL_NOT_SET_UP = UserText(
 )
 
 
-class FcAsyncRunner:
+class FcAsyncRunner(RunnerCore):
     def __init__(
         self,
         store: JobStore,
@@ -157,12 +157,15 @@ class FcAsyncRunner:
             raise ValueError("invoke_url and secret are required")
         if submit_attempts < 1:
             raise ValueError("submit_attempts must be at least 1")
-        self.store = store
-        self.job_function = job_function
-        self.work_dir = Path(work_dir)
         # FC freezes the instance once the response is sent, so what ``on_finished`` started (a card
         # update on another thread) must have gone out before: ``settle(job_id)`` waits for it.
-        self.on_finished = _settled(on_finished, settle)
+        super().__init__(
+            store,
+            job_function,
+            work_dir=work_dir,
+            on_finished=_settled(on_finished, settle),
+            cancel_poll_interval_s=cancel_poll_interval_s,
+        )
         self.jobs_url = invoke_url.rstrip("/") + JOBS_PATH
         self._secret = secret
         self._http = http if http is not None else requests.Session()
@@ -170,23 +173,9 @@ class FcAsyncRunner:
         self._submit_attempts = submit_attempts
         self._submit_budget_s = submit_budget_s
         self._backoff_s = backoff_s
-        self._cancel_poll_interval_s = cancel_poll_interval_s
         self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._active: dict[str, CancelToken] = {}
-        self._accepting = False
-
-    @property
-    def accepting(self) -> bool:
-        return self._accepting
-
-    @property
-    def active_job_ids(self) -> frozenset[str]:
-        """Jobs this process is running (inside their invocations) right now."""
-        with self._lock:
-            return frozenset(self._active)
 
     def start(self) -> None:
         with self._lock:
@@ -299,19 +288,11 @@ class FcAsyncRunner:
         with self._lock:
             if not self._accepting:
                 raise RunnerPaused(f"the runner is stopping; job {job.id} stays queued")
-            token = store_cancel_token(self.store, job.id, self._cancel_poll_interval_s)
-            self._active[job.id] = token
+            token = self._hold(job.id)
         try:
             with log_context(job_id=job.id):
                 log.info("invocation runs the job (%s)", "adopted" if adopted else "created on this instance")
-            finished = run_job(
-                self.store,
-                job.id,
-                self.job_function,
-                work_dir=self.work_dir,
-                cancel=token,
-                on_finished=self.on_finished,
-            )
+            finished = self._run_held(job.id, token)
         finally:
             with self._idle:
                 self._active.pop(job.id, None)
@@ -327,8 +308,7 @@ class FcAsyncRunner:
         """Cancel a job wherever it runs; ``CancelFailed`` (with a toast for the user) when it cannot.
         A job this instance has no record of is stopped by its task id, derived from ``key`` (its
         idempotency key, carried by the card's button); the caller then updates the card."""
-        with self._lock:
-            token = self._active.get(job_id)
+        token = self._token_of(job_id)
         if token is not None:
             # Running here: the job stops at its next check and run_job records CANCELLED.
             self.store.request_cancel(job_id)

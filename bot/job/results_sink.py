@@ -24,12 +24,11 @@ searchable (search, and filters with "contains").
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,114 +40,34 @@ from bot.feishu import (
     FeishuError,
     NotFound,
 )
-from bot.job.feishu_sources import FEISHU_DRIVE_MEDIA
 from bot.job.record import SkippedRow
+from bot.job.result_rows import (
+    DEFAULT_VIEW_NAME,
+    MAX_BASE_NAME_CHARS,
+    RESULT_FIELDS,
+    TABLE_NAME,
+    UPLOAD_QPS_CEILING,
+    Col,
+    PreparedUploads,
+    ResultRow,
+    estimated_bytes,
+    plan_chunks,
+    row_record,
+    table_url_for,
+    transcript_cells,
+)
 from bot.keys import rows_client_token
 from pipeline.download import safe_filename
-from pipeline.models import CancelToken, SourceKind, Transcript, UserText, VideoResult, VideoSource, VideoStatus
+from pipeline.models import CancelToken, UserText, VideoResult
 from pipeline.outputs import transcript_text
 from pipeline.subtitles import format_clock
 
-__all__ = [
-    "BATCH_MAX_BYTES",
-    "BATCH_MAX_RECORDS",
-    "RESULT_FIELDS",
-    "STATUS_OPTIONS",
-    "TEXT_CELL_MAX_BYTES",
-    "BitableSink",
-    "Col",
-    "ResultsTable",
-]
+__all__ = ["BitableSink", "ResultsTable"]
 
 log = logging.getLogger(__name__)
 
 # Feishu: this client_token was used before with a different request body.
 CLIENT_TOKEN_CONFLICT = 1255006
-
-# Field types (https://open.feishu.cn/document/server-docs/docs/bitable-v1/bitable-structure)
-TEXT, NUMBER, SINGLE_SELECT, DATE, URL, ATTACHMENT = 1, 2, 3, 5, 15, 17
-
-# Rows per batch_create: well within the API's 1000, and the request stays a size Feishu takes.
-BATCH_MAX_RECORDS = 500
-# The JSON of one batch_create request, estimated before sending (long transcripts make rows large).
-BATCH_MAX_BYTES = 4 * MB
-# A text cell's JSON, in UTF-8 bytes. Feishu documents the error (1254130 TooLargeCell) but not the
-# size; integrators who hit it put the limit at 196,608 bytes of the cell's JSON. Cut at about half
-# of that: room for escaping and for a limit lower than reported.
-TEXT_CELL_MAX_BYTES = 100_000
-# Whole-table name lengths Feishu accepts are not documented; task names are capped at 100 anyway.
-MAX_BASE_NAME_CHARS = 100
-UPLOAD_QPS_CEILING = 5.0
-ATTACHMENT_JSON_BYTES = 64  # {"file_token": "<27 chars>"} and a separator, for the size estimate
-
-TABLE_NAME = "视频分析结果 Video results"
-DEFAULT_VIEW_NAME = "全部 All"
-
-
-class Col:
-    """Field names of the results table (Chinese first, English second)."""
-
-    VIDEO = "视频 Video"
-    SOURCE = "来源链接 Source"
-    STATUS = "状态 Status"
-    ERROR = "错误原因 Error"
-    DURATION = "时长(秒) Duration (s)"
-    RESOLUTION = "分辨率 Resolution"
-    LANGUAGE = "语言 Language"
-    TRANSCRIPT = "转写文本 Transcript"
-    TIMED_TRANSCRIPT = "带时间戳转写 Timestamped transcript"
-    KEYWORDS = "关键词 Keywords"
-    SCREENSHOTS = "截图 Screenshots"
-    CONTACT_SHEET = "截图总览 Contact sheet"
-    SUBTITLES = "字幕 Subtitles (SRT)"
-    FULL_TRANSCRIPT = "完整转写 Full transcript"
-    ASR = "识别引擎 ASR engine"
-    PROCESSING = "处理耗时(秒) Processing time (s)"
-    ANALYSED_AT = "分析时间 Analysed at"
-    NOTES = "备注 Notes"
-
-
-STATUS_OK = "成功 OK"
-STATUS_FAILED = "失败 Failed"
-STATUS_CANCELLED = "已取消 Cancelled"
-STATUS_SKIPPED = "已跳过 Skipped"
-STATUS_OPTIONS = (STATUS_OK, STATUS_FAILED, STATUS_CANCELLED, STATUS_SKIPPED)
-_STATUS_BY_RESULT = {
-    VideoStatus.OK: STATUS_OK,
-    VideoStatus.FAILED: STATUS_FAILED,
-    VideoStatus.CANCELLED: STATUS_CANCELLED,
-}
-
-# Status options: Feishu palette colours green, red, grey, yellow.
-_STATUS_PROPERTY = {
-    "options": [{"name": name, "color": color} for name, color in zip(STATUS_OPTIONS, (4, 0, 9, 2), strict=True)]
-}
-_SECONDS = {"formatter": "0.0"}
-_DATE_TIME = {"date_formatter": "yyyy/MM/dd HH:mm", "auto_fill": False}
-
-# The table's schema, in column order; the first field is the primary one.
-RESULT_FIELDS: tuple[dict[str, Any], ...] = (
-    {"field_name": Col.VIDEO, "type": TEXT},
-    {"field_name": Col.STATUS, "type": SINGLE_SELECT, "property": _STATUS_PROPERTY},
-    {"field_name": Col.SOURCE, "type": URL},
-    {"field_name": Col.ERROR, "type": TEXT},
-    {"field_name": Col.DURATION, "type": NUMBER, "property": _SECONDS},
-    {"field_name": Col.RESOLUTION, "type": TEXT},
-    {"field_name": Col.LANGUAGE, "type": TEXT},
-    {"field_name": Col.KEYWORDS, "type": TEXT},
-    {"field_name": Col.TRANSCRIPT, "type": TEXT},
-    {"field_name": Col.TIMED_TRANSCRIPT, "type": TEXT},
-    {"field_name": Col.SCREENSHOTS, "type": ATTACHMENT},
-    {"field_name": Col.CONTACT_SHEET, "type": ATTACHMENT},
-    {"field_name": Col.SUBTITLES, "type": ATTACHMENT},
-    {"field_name": Col.FULL_TRANSCRIPT, "type": ATTACHMENT},
-    {"field_name": Col.ASR, "type": TEXT},
-    {"field_name": Col.PROCESSING, "type": NUMBER, "property": _SECONDS},
-    {"field_name": Col.ANALYSED_AT, "type": DATE, "property": _DATE_TIME},
-    {"field_name": Col.NOTES, "type": TEXT},
-)
-
-CUT_MARK = "\n……\n（内容过长已截断，全文见「完整转写」附件 / Cut: the full text is attached as “Full transcript”）"
 
 
 @dataclass(frozen=True)
@@ -162,37 +81,6 @@ class ResultsTable:
     rows_written: int
     owner_transferred: bool = True
     notes: tuple[UserText, ...] = ()
-
-
-@dataclass
-class _Row:
-    """One row to write: a video's result, or a source row that gave no video."""
-
-    video: VideoResult | None = None
-    skipped: SkippedRow | None = None
-
-
-@dataclass
-class _TranscriptCells:
-    text: str = ""
-    timed: str = ""
-    cut: bool = False
-
-
-@dataclass
-class _Prepared:
-    """A row's uploads: file tokens per attachment field, and notes about files left out."""
-
-    files: dict[str, list[str]] = field(default_factory=dict)
-    notes: list[UserText] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"files": self.files, "notes": [n.to_dict() for n in self.notes]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> _Prepared:
-        files = {str(k): [str(t) for t in v] for k, v in dict(data.get("files") or {}).items()}
-        return cls(files=files, notes=[UserText.from_dict(n) for n in data.get("notes") or ()])
 
 
 class _Throttle:
@@ -264,7 +152,7 @@ class BitableSink:
             cancel=cancel,
             throttle=self._throttle,
         )
-        rows = [_Row(video=v) for v in videos] + [_Row(skipped=s) for s in skipped]
+        rows = [ResultRow(video=v) for v in videos] + [ResultRow(skipped=s) for s in skipped]
         run.check_cancel()
         run.ensure_base(title, folder_token if folder_token is not None else self._default_folder_token)
         run.ensure_owner(owner_open_id)
@@ -274,7 +162,7 @@ class BitableSink:
         return ResultsTable(
             app_token=state["app_token"],
             table_id=state["table_id"],
-            url=_table_url(state["url"], state["app_token"], state["table_id"], self._client.domain),
+            url=table_url_for(state["url"], state["app_token"], state["table_id"], self._client.domain),
             rows_written=written,
             owner_transferred=bool(state.get("owner_transferred", False)),
             notes=tuple(UserText.from_dict(n) for n in state.get("notes") or ()),
@@ -385,7 +273,7 @@ class _Run:
 
     # ---- step 4 --------------------------------------------------------------------------------------
 
-    def write_rows(self, rows: Sequence[_Row]) -> int:
+    def write_rows(self, rows: Sequence[ResultRow]) -> int:
         total = len(rows)
         chunks = self._chunks(rows)
         written = int(self.state.get("chunks_written", 0))
@@ -403,7 +291,7 @@ class _Run:
                     if outcome.files or outcome.notes:
                         self.checkpoint()
                 self._progress(position + 1, total)
-            records = [_record(rows[p], _Prepared.from_dict(prepared[str(p)])) for p in range(start, end)]
+            records = [row_record(rows[p], PreparedUploads.from_dict(prepared[str(p)])) for p in range(start, end)]
             self.check_cancel()
             try:
                 self.client.batch_create_records(
@@ -428,7 +316,7 @@ class _Run:
         if self.on_progress is not None:
             self.on_progress(done, total)
 
-    def _chunks(self, rows: Sequence[_Row]) -> list[tuple[int, int]]:
+    def _chunks(self, rows: Sequence[ResultRow]) -> list[tuple[int, int]]:
         """Chunk boundaries, fixed by the first call for this job: a chunk's client_token must keep
         standing for the same rows when the job resumes."""
         saved = self.state.get("chunks")
@@ -436,15 +324,15 @@ class _Run:
             return [(int(a), int(b)) for a, b in saved]
         if saved:
             log.warning("job %s: %d rows now, %s at the checkpoint; re-chunking", self.job_id, len(rows), saved)
-        chunks = _plan_chunks([_estimated_bytes(row) for row in rows])
+        chunks = plan_chunks([estimated_bytes(row) for row in rows])
         self.state["chunks"] = [list(c) for c in chunks]
         self.state["rows_total"] = len(rows)
         self.checkpoint()
         return chunks
 
-    def _prepare(self, row: _Row) -> _Prepared:
+    def _prepare(self, row: ResultRow) -> PreparedUploads:
         """Upload a video row's files; notes say what could not be attached."""
-        outcome = _Prepared()
+        outcome = PreparedUploads()
         result = row.video
         if result is None:
             return outcome
@@ -463,7 +351,7 @@ class _Run:
             label = UserText(zh="字幕文件", en="subtitles file")
             self._upload(outcome, Col.SUBTITLES, outputs.subtitles_srt, "bitable_file", f"{stem}.srt", label)
         transcript = result.transcript
-        if transcript is not None and _transcript_cells(transcript).cut:
+        if transcript is not None and transcript_cells(transcript).cut:
             label = UserText(zh="完整转写文件", en="full transcript file")
             txt = outputs.transcript_txt if outputs is not None else None
             if txt is not None and txt.is_file():
@@ -480,7 +368,7 @@ class _Run:
         return outcome
 
     def _upload(
-        self, outcome: _Prepared, column: str, path: Path, parent_type: str, name: str, label: UserText
+        self, outcome: PreparedUploads, column: str, path: Path, parent_type: str, name: str, label: UserText
     ) -> None:
         self.check_cancel()
         try:
@@ -518,150 +406,3 @@ class _Run:
             )
             return
         outcome.files.setdefault(column, []).append(token)
-
-
-# --------------------------------------------------------------------------------------------------
-# Rows
-# --------------------------------------------------------------------------------------------------
-
-
-def _record(row: _Row, prepared: _Prepared) -> dict[str, Any]:
-    if row.video is not None:
-        return _video_record(row.video, prepared)
-    if row.skipped is None:
-        raise ValueError("a row is a video or a skipped source row")
-    return _skipped_record(row.skipped)
-
-
-def _video_record(result: VideoResult, prepared: _Prepared) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        Col.VIDEO: result.title,
-        Col.STATUS: _STATUS_BY_RESULT.get(result.status, STATUS_FAILED),
-        Col.ANALYSED_AT: int(result.analysed_at * 1000),
-    }
-    link = _source_link(result.source)
-    if link is not None:
-        values[Col.SOURCE] = link
-    if result.failure is not None:
-        values[Col.ERROR] = f"{result.failure.message.zh}\n{result.failure.message.en}"
-    media = result.media
-    if media is not None:
-        values[Col.DURATION] = round(media.duration_s, 1)
-        if media.video is not None:
-            values[Col.RESOLUTION] = media.video.resolution
-    notes = list(result.notes)
-    transcript = result.transcript
-    if transcript is not None:
-        cells = _transcript_cells(transcript)
-        values[Col.LANGUAGE] = transcript.language
-        values[Col.ASR] = f"{transcript.backend} / {transcript.model}"
-        if cells.text:
-            values[Col.TRANSCRIPT] = cells.text
-        if cells.timed:
-            values[Col.TIMED_TRANSCRIPT] = cells.timed
-        if cells.cut:
-            notes.append(
-                UserText(
-                    zh="转写内容过长，表格中已截断，全文见附件。",
-                    en="The transcript is too long for a cell: cut, full text attached.",
-                )
-            )
-    if result.keywords:
-        values[Col.KEYWORDS] = ", ".join(result.keywords)
-    for column, tokens in prepared.files.items():
-        values[column] = [{"file_token": token} for token in tokens]
-    notes.extend(prepared.notes)
-    if notes:
-        values[Col.NOTES] = "\n".join(f"{n.zh} / {n.en}" for n in notes)
-    if result.processing_s > 0:
-        values[Col.PROCESSING] = round(result.processing_s, 1)
-    return {k: v for k, v in values.items() if v not in ("", None, [])}
-
-
-def _skipped_record(row: SkippedRow) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        Col.VIDEO: row.name or f"第 {row.row_number} 行 Row {row.row_number}",
-        Col.STATUS: STATUS_SKIPPED,
-        Col.ERROR: f"{row.reason.zh}\n{row.reason.en}",
-        Col.NOTES: f"源表第 {row.row_number} 行 / Source table row {row.row_number}",
-    }
-    if row.link.lower().startswith(("http://", "https://")):
-        values[Col.SOURCE] = {"text": row.link, "link": row.link}
-    return values
-
-
-def _source_link(source: VideoSource) -> dict[str, str] | None:
-    if source.kind == SourceKind.URL.value:
-        link = source.locator
-        return {"text": link, "link": link} if link.lower().startswith(("http://", "https://")) else None
-    if source.kind == FEISHU_DRIVE_MEDIA:
-        link = source.meta.get("bitable_url", "")
-        row = source.meta.get("row_number", "?")
-        if link.lower().startswith(("http://", "https://")):
-            return {"text": f"源表第 {row} 行 Source row {row}", "link": link}
-    return None  # a file sent in the chat has no link
-
-
-def _transcript_cells(transcript: Transcript) -> _TranscriptCells:
-    segments = [s for s in transcript.segments if s.text.strip()]
-    long_video = any(s.start >= 3600 for s in segments)
-    timed = "\n".join(f"[{format_clock(s.start, with_hours=long_video)}] {' '.join(s.text.split())}" for s in segments)
-    text, cut_text = _fit(transcript.text)
-    timed, cut_timed = _fit(timed)
-    return _TranscriptCells(text=text, timed=timed, cut=cut_text or cut_timed)
-
-
-def _json_bytes(text: str) -> int:
-    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
-
-
-def _fit(text: str, limit: int = TEXT_CELL_MAX_BYTES) -> tuple[str, bool]:
-    """``text`` whole when its JSON fits ``limit`` bytes, else the longest prefix that fits with the
-    cut mark after it (cut at a line break when one is near)."""
-    if _json_bytes(text) <= limit:
-        return text, False
-    budget = limit - _json_bytes(CUT_MARK)
-    low, high = 0, len(text)
-    while low < high:  # the longest prefix whose JSON fits the budget
-        middle = (low + high + 1) // 2
-        if _json_bytes(text[:middle]) <= budget:
-            low = middle
-        else:
-            high = middle - 1
-    head = text[:low]
-    newline = head.rfind("\n")
-    if newline > low * 0.9:
-        head = head[:newline]
-    return head.rstrip() + CUT_MARK, True
-
-
-def _estimated_bytes(row: _Row) -> int:
-    """A row's share of a batch_create body, before its files are uploaded (tokens have a fixed size)."""
-    record = _record(row, _Prepared())
-    attachments = 0
-    if row.video is not None:
-        outputs = row.video.outputs
-        attachments = len(row.video.screenshots) + 3 * (outputs is not None)
-    return len(json.dumps(record, ensure_ascii=False).encode("utf-8")) + attachments * ATTACHMENT_JSON_BYTES
-
-
-def _plan_chunks(sizes: Sequence[int]) -> list[tuple[int, int]]:
-    chunks: list[tuple[int, int]] = []
-    start, used = 0, 0
-    for position, size in enumerate(sizes):
-        full = position - start >= BATCH_MAX_RECORDS or (position > start and used + size > BATCH_MAX_BYTES)
-        if full:
-            chunks.append((start, position))
-            start, used = position, 0
-        used += size
-    if start < len(sizes):
-        chunks.append((start, len(sizes)))
-    return chunks
-
-
-def _table_url(app_url: str, app_token: str, table_id: str, api_domain: str) -> str:
-    if not app_url:
-        # Feishu answers with the Base's URL; should it not, the web host is the API host without "open.".
-        host = api_domain.replace("://open.", "://", 1)
-        app_url = f"{host}/base/{app_token}"
-    return f"{app_url}{'&' if '?' in app_url else '?'}table={table_id}"

@@ -182,7 +182,58 @@ def _notify(on_finished: OnFinished, job: Job) -> None:
         log.exception("on_finished failed for job %s (%s)", job.id, job.status.value)
 
 
-class LocalRunner:
+class RunnerCore:
+    """What the runners share: the store and the job function, where job workspaces go, the
+    ``on_finished`` callback, whether jobs are taken, and the jobs held right now with their cancel
+    tokens (``active_job_ids``, for the sweeper's ``keep`` and the stop)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        job_function: JobFunction,
+        *,
+        work_dir: Path,
+        on_finished: OnFinished | None = None,
+        cancel_poll_interval_s: float = DEFAULT_CANCEL_POLL_S,
+        accepting: bool = False,
+    ) -> None:
+        self.store = store
+        self.job_function = job_function
+        self.work_dir = Path(work_dir)
+        self.on_finished = on_finished
+        self.cancel_poll_interval_s = cancel_poll_interval_s
+        self._lock = threading.Lock()
+        self._active: dict[str, CancelToken] = {}
+        self._accepting = accepting
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def active_job_ids(self) -> frozenset[str]:
+        """Jobs this runner holds right now."""
+        with self._lock:
+            return frozenset(self._active)
+
+    def _hold(self, job_id: str) -> CancelToken:
+        """Under ``_lock``: hold the job, registered before its claim so that a cancel() that finds the
+        job RUNNING also finds its token."""
+        token = store_cancel_token(self.store, job_id, self.cancel_poll_interval_s)
+        self._active[job_id] = token
+        return token
+
+    def _token_of(self, job_id: str) -> CancelToken | None:
+        with self._lock:
+            return self._active.get(job_id)
+
+    def _run_held(self, job_id: str, token: CancelToken) -> Job | None:
+        return run_job(
+            self.store, job_id, self.job_function, work_dir=self.work_dir, cancel=token, on_finished=self.on_finished
+        )
+
+
+class LocalRunner(RunnerCore):
     """Runs jobs on ``max_concurrent_jobs`` worker threads of this process.
 
     ``submit`` only puts the id on an in-memory queue, so it never blocks the webhook. The queue is a
@@ -204,30 +255,19 @@ class LocalRunner:
             raise ValueError("max_concurrent_jobs must be at least 1")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self.store = store
-        self.job_function = job_function
-        self.work_dir = Path(work_dir)
+        super().__init__(
+            store,
+            job_function,
+            work_dir=work_dir,
+            on_finished=on_finished,
+            cancel_poll_interval_s=cancel_poll_interval_s,
+        )
         self.max_concurrent_jobs = max_concurrent_jobs
         self.max_attempts = max_attempts
-        self.on_finished = on_finished
-        self.cancel_poll_interval_s = cancel_poll_interval_s
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._lock = threading.Lock()
         self._waiting: set[str] = set()  # submitted, not yet picked up by a worker
-        self._active: dict[str, CancelToken] = {}  # picked up by a worker, with the job's token
         self._threads: list[threading.Thread] = []
-        self._accepting = False
         self._stopping = threading.Event()
-
-    @property
-    def accepting(self) -> bool:
-        return self._accepting
-
-    @property
-    def active_job_ids(self) -> frozenset[str]:
-        """Jobs a worker of this runner holds right now (for the sweeper's ``keep``)."""
-        with self._lock:
-            return frozenset(self._active)
 
     def start(self) -> None:
         """Recover what the last process left RUNNING, start the workers, submit every QUEUED job."""
@@ -266,9 +306,7 @@ class LocalRunner:
     def cancel(self, job_id: str, *, key: str | None = None) -> None:
         """Cancel through the store (seen by any runner) and, for a job running here, at once."""
         del key  # every job this runner runs is in its store
-        with self._lock:
-            token = self._active.get(job_id)
-        _cancel(self.store, job_id, token, self.on_finished)
+        _cancel(self.store, job_id, self._token_of(job_id), self.on_finished)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop taking jobs and wait up to ``timeout_s`` for the running ones. Jobs still running then
@@ -300,18 +338,9 @@ class LocalRunner:
                 self._waiting.discard(job_id)
                 if self._stopping.is_set():
                     continue  # stays QUEUED in the store
-                # Registered before the claim, so a cancel() that finds the job RUNNING also finds its token.
-                token = store_cancel_token(self.store, job_id, self.cancel_poll_interval_s)
-                self._active[job_id] = token
+                token = self._hold(job_id)
             try:
-                run_job(
-                    self.store,
-                    job_id,
-                    self.job_function,
-                    work_dir=self.work_dir,
-                    cancel=token,
-                    on_finished=self.on_finished,
-                )
+                self._run_held(job_id, token)
             except Exception:
                 # The store itself failed (disk full, file gone): the job stays RUNNING and is recovered
                 # at the next start; this worker carries on with the next one.
@@ -321,7 +350,7 @@ class LocalRunner:
                     self._active.pop(job_id, None)
 
 
-class SyncRunner:
+class SyncRunner(RunnerCore):
     """Runs each job inside ``submit``, in the caller's thread (the CLI, tests).
 
     ``start`` recovers nothing: a CLI may share the state file with a running server, whose RUNNING jobs
@@ -336,18 +365,14 @@ class SyncRunner:
         on_finished: OnFinished | None = None,
         cancel_poll_interval_s: float = DEFAULT_CANCEL_POLL_S,
     ) -> None:
-        self.store = store
-        self.job_function = job_function
-        self.work_dir = Path(work_dir)
-        self.on_finished = on_finished
-        self.cancel_poll_interval_s = cancel_poll_interval_s
-        self._accepting = True
-        self._lock = threading.Lock()
-        self._active: dict[str, CancelToken] = {}
-
-    @property
-    def accepting(self) -> bool:
-        return self._accepting
+        super().__init__(
+            store,
+            job_function,
+            work_dir=work_dir,
+            on_finished=on_finished,
+            cancel_poll_interval_s=cancel_poll_interval_s,
+            accepting=True,
+        )
 
     def start(self) -> None:
         self._accepting = True
@@ -360,18 +385,10 @@ class SyncRunner:
         if not self._accepting:
             log.info("runner not accepting; job %s stays queued", job_id)
             return None
-        token = store_cancel_token(self.store, job_id, self.cancel_poll_interval_s)
         with self._lock:
-            self._active[job_id] = token
+            token = self._hold(job_id)
         try:
-            return run_job(
-                self.store,
-                job_id,
-                self.job_function,
-                work_dir=self.work_dir,
-                cancel=token,
-                on_finished=self.on_finished,
-            )
+            return self._run_held(job_id, token)
         finally:
             with self._lock:
                 self._active.pop(job_id, None)
@@ -379,9 +396,7 @@ class SyncRunner:
     def cancel(self, job_id: str, *, key: str | None = None) -> None:
         """From another thread (a Ctrl-C handler): flag it in the store and trip the running job's token."""
         del key
-        with self._lock:
-            token = self._active.get(job_id)
-        _cancel(self.store, job_id, token, self.on_finished)
+        _cancel(self.store, job_id, self._token_of(job_id), self.on_finished)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Refuse further jobs; a job running inline ends with its ``submit`` call, so nothing to wait for."""
