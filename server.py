@@ -104,10 +104,8 @@ def _respond(answer: Answer) -> Response:
     return JSONResponse(dict(answer.body), status_code=answer.status)
 
 
-def _unavailable() -> JSONResponse:
-    return JSONResponse(
-        {"error": "unavailable", "message": "the bot is starting or failed to start; retry later"}, status_code=503
-    )
+def _unavailable() -> Response:
+    return _respond(Answer.problem(503, "unavailable", "the bot is starting or failed to start; retry later"))
 
 
 async def _read_capped(request: Request, cap: int) -> bytes | None:

@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 from bot import cards
 from bot.inbound.commands import FEISHU_HOSTS, MAX_TASK_NAME_CHARS, CommandRules, classify_link, find_links
 from bot.inbound.events import CardAction, CardActionReply
-from bot.inbound.intake import CardActionRouter, CardReplier
+from bot.inbound.intake import CardActionRouter, CardReplier, send_first_card_then_submit
 from bot.job.card_updater import CardSink
 from bot.job.record import JobResult
-from bot.keys import first_card_uuid, form_key, retry_key
+from bot.keys import form_key, retry_key
 from bot.outbox import Outbox
 from pipeline.errors import InvalidOptionsError, PipelineError
 from pipeline.jobs import Job, JobStatus, JobStore
@@ -212,16 +212,15 @@ class CardActions:
             )
 
     def _send_card_then_submit(self, job: Job, card: Mapping[str, Any]) -> None:
-        def send() -> None:
-            try:
-                target = job.spec.source_message_id
-                message_id = self._replier.reply_card(target, card, uuid=first_card_uuid(job))
-                self._store.set_card_message(job.id, message_id)
-            finally:
-                # Without a card the job still runs; its first progress update replies with one.
-                self._runner.submit(job.id)
-
-        self._outbox.submit(send, name="reply:job")
+        send_first_card_then_submit(
+            job,
+            lambda: card,
+            outbox=self._outbox,
+            replier=self._replier,
+            store=self._store,
+            runner=self._runner,
+            name="reply:job",
+        )
 
     # --- the task form --------------------------------------------------------------------------------
 

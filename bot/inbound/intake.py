@@ -20,10 +20,10 @@ from typing import Any, Protocol
 from bot import cards
 from bot.inbound.commands import BadOptions, CommandRules, Help, NewJob, Nothing, parse_message
 from bot.inbound.events import CardAction, CardActionReply, IncomingMessage
-from bot.keys import job_key_for_message, reply_uuid
+from bot.keys import first_card_uuid, job_key_for_message, reply_uuid
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
-from pipeline.jobs import JobStatus, JobStore
+from pipeline.jobs import Job, JobStatus, JobStore
 from pipeline.jobs.runner import Runner
 from pipeline.logs import log_context
 from pipeline.models import JobSpec, UserText
@@ -35,6 +35,30 @@ class CardReplier(Protocol):
     """The one thing intake needs from ``bot.feishu.FeishuClient``."""
 
     def reply_card(self, message_id: str, card: Mapping[str, Any], *, uuid: str | None = None) -> str: ...
+
+
+def send_first_card_then_submit(
+    job: Job,
+    card: Callable[[], Mapping[str, Any]],
+    *,
+    outbox: Outbox,
+    replier: CardReplier,
+    store: JobStore,
+    runner: Runner,
+    name: str,
+) -> None:
+    """On the outbox: reply to the job's message with its first card (``keys.first_card_uuid``, so a
+    resend lands once), record the card's message id, then submit the job. The job is submitted even
+    when the card could not be sent: its first progress update replies with one."""
+
+    def send() -> None:
+        try:
+            target = job.spec.source_message_id
+            store.set_card_message(job.id, replier.reply_card(target, card(), uuid=first_card_uuid(job)))
+        finally:
+            runner.submit(job.id)
+
+    outbox.submit(send, name=name)
 
 
 class Intake:
@@ -86,17 +110,15 @@ class Intake:
         with log_context(job_id=job.id):
             log.info("job queued: %d source(s), %d input(s) not used", len(spec.sources), len(spec.rejected))
 
-        def send_card_then_submit() -> None:
-            try:
-                card = cards.queued_card(
-                    job.id, spec, key=job.idempotency_key or ""
-                )  # built here: off the request path too
-                uuid = reply_uuid(message.message_id)
-                self._store.set_card_message(job.id, self._replier.reply_card(message.message_id, card, uuid=uuid))
-            finally:
-                self._runner.submit(job.id)
-
-        self._outbox.submit(send_card_then_submit, name="reply:queued")
+        send_first_card_then_submit(
+            job,
+            lambda: cards.queued_card(job.id, spec, key=job.idempotency_key or ""),  # built off the request path too
+            outbox=self._outbox,
+            replier=self._replier,
+            store=self._store,
+            runner=self._runner,
+            name="reply:queued",
+        )
 
     def _reply(self, message: IncomingMessage, card: Callable[[], Mapping[str, Any]], name: str) -> None:
         def send() -> None:
