@@ -38,8 +38,8 @@ from pipeline.asr import get_transcriber  # noqa: E402
 from pipeline.config import PipelineSettings  # noqa: E402
 from pipeline.models import AnalysisOptions, VideoSource  # noqa: E402
 from pipeline.sources import default_registry  # noqa: E402
-from tests import media  # noqa: E402
-from tests.fakes.fake_openai import FakeOpenAI  # noqa: E402
+from tests.support import media  # noqa: E402
+from tests.support.fake_openai import FakeOpenAI  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache" / "insight"
 SENTENCES = (
