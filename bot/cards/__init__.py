@@ -4,9 +4,11 @@ the progress card (``progress``) and the task form (``form``)."""
 
 from bot.cards.buttons import CANCEL, OPEN_TASK_FORM, RETRY_FAILED, SUBMIT_TASK_FORM, action_value
 from bot.cards.form import (
+    FORM_ANALYSIS,
     FORM_FOLDER,
     FORM_LINKS,
     FORM_MAX_CHARS,
+    FORM_PRESET,
     FORM_SCREENSHOT_MODE,
     FORM_SCREENSHOT_VALUE,
     FORM_TASK_NAME,
@@ -34,9 +36,11 @@ from bot.cards.reply import (
 __all__ = [
     "CANCEL",
     "CARD_LIMIT_BYTES",
+    "FORM_ANALYSIS",
     "FORM_FOLDER",
     "FORM_LINKS",
     "FORM_MAX_CHARS",
+    "FORM_PRESET",
     "FORM_SCREENSHOT_MODE",
     "FORM_SCREENSHOT_VALUE",
     "FORM_TASK_NAME",

@@ -1,4 +1,5 @@
-"""The task form (links, task name, screenshot plan, folder) and the card that replaces it once sent."""
+"""The task form (links, task name, screenshot plan, insight preset and request, folder) and the card
+that replaces it once sent."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ FORM_TASK_NAME = "task_name"
 FORM_SCREENSHOT_MODE = "screenshot_mode"
 FORM_SCREENSHOT_VALUE = "screenshot_value"
 FORM_FOLDER = "folder"
+FORM_PRESET = "preset"
+FORM_ANALYSIS = "analysis_request"
 FORM_MAX_CHARS = 1000  # Feishu's cap for one input
 
 
@@ -41,11 +44,17 @@ def form_input(name: str, label: UserText, placeholder: UserText, *, multiline: 
 
 def task_form_card(*, creator_id: str = "", max_links: int = 20, problem: UserText | None = None) -> Card:
     """The task form (card JSON 2.0 ``form`` container): video links, a task name, the screenshot mode
-    and its value, and a target Drive folder. Submitting sends every field in ``form_value``."""
+    and its value, the insight preset and analysis request, and a target Drive folder. Submitting sends
+    every field in ``form_value``."""
     modes = [
         ("scenes", UserText(zh="按场景（默认）", en="scene changes (default)")),
         ("interval", UserText(zh="固定间隔（秒）", en="every N seconds")),
         ("times", UserText(zh="指定时间点（秒）", en="at given seconds")),
+    ]
+    presets = [
+        ("general", UserText(zh="通用（默认）", en="general (default)")),
+        ("meeting", UserText(zh="会议/课程", en="meeting / lecture")),
+        ("ad", UserText(zh="广告素材", en="ad material")),
     ]
     submit_value: dict[str, str] = {"action": SUBMIT_TASK_FORM}
     if creator_id:
@@ -83,6 +92,23 @@ def task_form_card(*, creator_id: str = "", max_links: int = 20, problem: UserTe
                 FORM_SCREENSHOT_VALUE,
                 UserText(zh="间隔秒数或时间点（可选）", en="Interval or times in seconds (optional)"),
                 UserText(zh="如 10，或 0,5,12.5", en="e.g. 10, or 0,5,12.5"),
+            ),
+            {
+                "tag": "select_static",
+                "name": FORM_PRESET,
+                "placeholder": {"tag": "plain_text", "content": "AI 解读模板 / Insight preset"},
+                "initial_option": "general",
+                "width": "fill",
+                "options": [
+                    {"text": {"tag": "plain_text", "content": f"{label.zh} / {label.en}"}, "value": value}
+                    for value, label in presets
+                ],
+            },
+            form_input(
+                FORM_ANALYSIS,
+                UserText(zh="分析要求（可选，需开启 AI 解读）", en="Analysis request (optional, needs AI insight)"),
+                UserText(zh="例如：列出每个卖点", en="e.g. list every selling point"),
+                multiline=True,
             ),
             form_input(
                 FORM_FOLDER,

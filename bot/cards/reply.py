@@ -41,7 +41,10 @@ def _accepts(max_links: int) -> tuple[str, str]:
         "- `每10秒截图` 或 `间隔 10`：固定间隔截图\n"
         "- `场景`：在画面切换处截图（默认）\n"
         "- `任务：周会`：任务名称\n"
-        "- `语言：中文` / `语言：英文`：语音的语言（默认自动）"
+        "- `语言：中文` / `语言：英文`：语音的语言（默认自动）\n"
+        "- `预设：会议` / `预设：广告` / `预设：通用`：AI 解读的模板（需管理员开启 AI 解读）\n"
+        "- `分析要求：……`：自定义分析要求（写到行尾）\n"
+        "**追问：** 在任务卡片的话题里回复问题，按视频内容回答并标注时间点"
     )
     en = (
         "**Send:**\n"
@@ -53,7 +56,10 @@ def _accepts(max_links: int) -> tuple[str, str]:
         "- `every 10s` or `interval 10`: a screenshot every N seconds\n"
         "- `scenes`: screenshots at scene changes (the default)\n"
         "- `name: weekly sync`: the task name\n"
-        "- `language: zh` / `language: en`: the spoken language (auto by default)"
+        "- `language: zh` / `language: en`: the spoken language (auto by default)\n"
+        "- `preset: meeting` / `preset: ad` / `preset: general`: what the AI insight looks for (when enabled)\n"
+        "- `analysis: …`: your own analysis request (to the end of the line)\n"
+        "**Questions:** reply in the thread of a job's card; the answer comes from its videos, with times"
     )
     return zh, en
 

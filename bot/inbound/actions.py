@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from bot import cards
 from bot.inbound.commands import FEISHU_HOSTS, MAX_TASK_NAME_CHARS, CommandRules, classify_link, find_links
 from bot.inbound.events import CardAction, CardActionReply
+from bot.inbound.insight_options import checked_preset
 from bot.inbound.intake import CardActionRouter, CardReplier, send_first_card_then_submit
 from bot.job.card_updater import CardSink
 from bot.job.record import JobResult
@@ -304,9 +305,16 @@ class CardActions:
                 return token
             folder = token
         name = " ".join(form.get(cards.FORM_TASK_NAME, "").split())[:MAX_TASK_NAME_CHARS] or None
+        try:
+            preset = checked_preset(form.get(cards.FORM_PRESET))
+        except InvalidOptionsError as exc:
+            return exc.user_message
+        request = form.get(cards.FORM_ANALYSIS, "").strip() or None
         return JobSpec(
             sources=tuple(sources),
-            options=AnalysisOptions(screenshots=plan, task_name=name, target_folder=folder),
+            options=AnalysisOptions(
+                screenshots=plan, task_name=name, target_folder=folder, preset=preset, analysis_request=request
+            ),
             creator_id=action.operator_open_id,
             chat_id=action.open_chat_id,
             source_message_id=action.open_message_id,

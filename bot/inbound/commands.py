@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bot.inbound.events import IncomingMessage
+from bot.inbound.insight_options import InsightChoice, take_insight_options
 from pipeline.errors import InvalidOptionsError
 from pipeline.models import AnalysisOptions, JobSpec, ScreenshotPlan, UserText, VideoSource
 
@@ -78,8 +79,8 @@ class CommandRules:
 
 
 OPTIONS_EXAMPLE = UserText(
-    zh="示例：https://example.com/demo.mp4 截图 0,5,12.5 任务：周会",
-    en="Example: https://example.com/demo.mp4 times 0,5,12.5 name: weekly sync",
+    zh="示例：https://example.com/demo.mp4 截图 0,5,12.5 任务：周会 预设：会议",
+    en="Example: https://example.com/demo.mp4 times 0,5,12.5 name: weekly sync preset: meeting",
 )
 
 NO_INPUT = UserText(
@@ -384,6 +385,7 @@ class _Options:
     plan: ScreenshotPlan
     task_name: str | None
     language: str | None
+    insight: InsightChoice = field(default_factory=InsightChoice)
 
 
 def _is_help(text: str) -> bool:
@@ -411,6 +413,7 @@ def _strip_units(token: str) -> str:
 
 def parse_options(text: str, rules: CommandRules) -> _Options:
     """Options written in the message. Raises ``InvalidOptionsError`` (with words for the user)."""
+    text, insight = take_insight_options(text)
     task_name: str | None = None
     name_match = _TASK_NAME.search(text)
     if name_match:
@@ -462,7 +465,7 @@ def parse_options(text: str, rules: CommandRules) -> _Options:
                 ),
             )
         language = _LANGUAGES[said.lower()]
-    return _Options(plan=plan, task_name=task_name, language=language)
+    return _Options(plan=plan, task_name=task_name, language=language, insight=insight)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -513,7 +516,13 @@ def _from_body(body: _Body, message: IncomingMessage, rules: CommandRules) -> Co
 def _spec(sources: list[VideoSource], options: _Options, rejected: list[UserText], message: IncomingMessage) -> JobSpec:
     return JobSpec(
         sources=tuple(sources),
-        options=AnalysisOptions(screenshots=options.plan, language=options.language, task_name=options.task_name),
+        options=AnalysisOptions(
+            screenshots=options.plan,
+            language=options.language,
+            task_name=options.task_name,
+            preset=options.insight.preset,
+            analysis_request=options.insight.request,
+        ),
         creator_id=message.sender_open_id,
         chat_id=message.chat_id,
         source_message_id=message.message_id,

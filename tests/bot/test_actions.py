@@ -263,6 +263,8 @@ def test_a_submitted_form_queues_a_job_like_a_message(app: WebhookClient, jobs: 
         "screenshot_mode": "interval",
         "screenshot_value": "15",
         "folder": "https://example.feishu.cn/drive/folder/fldcnAbCdEf123456",
+        "preset": "ad",
+        "analysis_request": " 列出每个卖点 ",
     }
     body = submit(app, form)
     again = submit(app, form)  # a double click
@@ -276,6 +278,8 @@ def test_a_submitted_form_queues_a_job_like_a_message(app: WebhookClient, jobs: 
     assert job.spec.options.screenshots.mode is ScreenshotMode.INTERVAL
     assert job.spec.options.screenshots.interval_s == 15.0
     assert job.spec.options.target_folder == "fldcnAbCdEf123456"
+    assert job.spec.options.preset == "ad"
+    assert job.spec.options.analysis_request == "列出每个卖点"
     assert job.spec.creator_id == SAMPLE_OPEN_ID
     assert any("ftp" in r.en for r in job.spec.rejected)
     # Its queued card is a reply to the form's message; then it runs.
@@ -299,6 +303,7 @@ def test_a_submitted_form_queues_a_job_like_a_message(app: WebhookClient, jobs: 
             {"links": "https://v.example.com/a.mp4", "folder": "https://evil.example.com/drive/folder/x"},
             "文件夹链接无效",
         ),
+        ({"links": "https://v.example.com/a.mp4", "preset": "poetry"}, "没有叫“poetry”的分析模板"),
     ],
 )
 def test_invalid_forms_get_an_error_toast_and_no_job(app: WebhookClient, form: dict[str, Any], expected: str) -> None:

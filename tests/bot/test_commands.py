@@ -386,3 +386,44 @@ def test_content_that_is_not_json_is_nothing() -> None:
         sender_type="user",
     )
     assert isinstance(parse_message(broken, RULES), Help)  # an empty message: help, not a crash
+
+
+# --- insight options: preset and analysis request ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("said", "preset"),
+    [
+        (f"{LINK} 预设：会议", "meeting"),
+        (f"{LINK} 预设：广告", "ad"),
+        (f"{LINK} 预设：通用", "general"),
+        (f"{LINK} preset: meeting", "meeting"),
+        (f"{LINK} preset ad", "ad"),
+        (f"{LINK} preset: lecture", "meeting"),
+        (LINK, None),
+    ],
+)
+def test_preset_option_in_chinese_and_english(said: str, preset: str | None) -> None:
+    assert job(text(said)).spec.options.preset == preset
+
+
+def test_analysis_request_runs_to_the_end_of_its_line_and_hides_option_words() -> None:
+    said = f"{LINK} 任务：周会 预设：广告\n分析要求：对比截图 0,5 里的卖点，name: 不是任务名\n每10秒截图"
+    options = job(text(said)).spec.options
+    assert options.analysis_request == "对比截图 0,5 里的卖点，name: 不是任务名"
+    assert options.preset == "ad"
+    assert options.task_name == "周会"
+    assert options.screenshots.mode is ScreenshotMode.INTERVAL and options.screenshots.interval_s == 10.0
+
+
+def test_english_analysis_request() -> None:
+    options = job(text(f"{LINK}\nanalysis: list every product shown")).spec.options
+    assert options.analysis_request == "list every product shown"
+    assert options.preset is None
+
+
+def test_an_unknown_preset_is_answered_with_the_choices() -> None:
+    command = parse_message(text(f"{LINK} preset: poetry"), RULES)
+    assert isinstance(command, BadOptions), command
+    assert "poetry" in command.problem.zh and "meeting" in command.problem.zh
+    assert "no analysis preset called" in command.problem.en
