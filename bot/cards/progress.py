@@ -12,6 +12,7 @@ from bot.cards.buttons import (
     open_url_button,
     retry_button,
 )
+from bot.cards.insight import insight_block
 from bot.cards.primitives import (
     MAX_MESSAGE_CHARS,
     SHOWN_REJECTED,
@@ -266,6 +267,8 @@ def progress_card(job: Job, *, now: float) -> Card:
                     "The job stopped; unfinished videos were not processed. Send them again when needed."
                 )
             )
+        if state == CardState.DONE:
+            elements += insight_block(result.insight, shown)
         for note in notes.notes[:5]:
             elements.append(plain(clip(f"ℹ️ {note.zh} / {note.en}", MAX_MESSAGE_CHARS)))
         elements += rejected_block(job.spec.rejected, min(shown, SHOWN_REJECTED))

@@ -48,6 +48,7 @@ from bot.feishu import (
 )
 from bot.inbound.commands import FEISHU_BITABLE
 from bot.job.card_updater import CardSink
+from bot.job.insight_delivery import insight_summary, keep_for_questions, overview_of
 from bot.job.record import DeliveryNotes, JobResult, progress_record
 from pipeline.errors import JobCancelled, PipelineError
 from pipeline.jobs import Job, JobStatus, job_error
@@ -295,8 +296,9 @@ class _JobRun:
             self.notes.rows_written = 0
             self.notes.rows_total = len(videos) + len(self.skipped)
         self._publish(important=True)
+        overview = overview_of(batch_result)
         try:
-            table = self._write(videos)
+            table = self._write(videos, insight=batch_result.insight_enabled, overview=overview)
         except (JobCancelled, CredentialsRejected):
             raise
         except (FeishuError, PipelineError, OSError) as exc:
@@ -307,6 +309,7 @@ class _JobRun:
             self.notes.notes.extend(table.notes)
             self.batch.apply(ProgressEvent(Stage.DONE, video_count=len(videos), at=self.d.clock()))
         log.info("results written: %d row(s) in %s", table.rows_written, table.app_token)
+        keep_for_questions(self.d.settings, self.job, batch_result)
         return JobOutcome.done(
             JobResult(
                 table_url=table.url,
@@ -316,10 +319,11 @@ class _JobRun:
                 counts=self._counts(videos),
                 failed_sources=tuple(v.source for v in videos if v.status is VideoStatus.FAILED),
                 elapsed_s=self._elapsed(),
+                insight=insight_summary(batch_result, overview),
             ).to_dict()
         )
 
-    def _write(self, videos: Sequence[VideoResult]) -> ResultsTable:
+    def _write(self, videos: Sequence[VideoResult], *, insight: bool, overview: str) -> ResultsTable:
         """``BitableSink.write``, tried again when Feishu stays busy past the client's own retries: each
         try carries on from the last checkpoint, so rows already written are not written again."""
         checkpoint = JobResult.of(self.job).sink
@@ -336,6 +340,8 @@ class _JobRun:
                     save_checkpoint=self._save_checkpoint,
                     on_progress=self._on_rows,
                     cancel=self.context.cancel,
+                    insight=insight,
+                    overview=overview or None,
                 )
             except (RateLimited, TransientError) as exc:
                 if delay is None:

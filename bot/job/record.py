@@ -117,6 +117,28 @@ def progress_record(batch: BatchProgress, notes: DeliveryNotes) -> dict[str, Any
 
 
 @dataclass(frozen=True)
+class InsightSummary:
+    """What a done card shows of the insight: each video's gist ``(number, name, text)`` and the
+    batch's overview; or, with ``enabled`` False, that insight is off (and how to turn it on)."""
+
+    enabled: bool
+    gist: tuple[tuple[int, str, str], ...] = ()
+    overview: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "gist": [list(g) for g in self.gist], "overview": self.overview}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InsightSummary:
+        gist = tuple(
+            (int(g[0]), str(g[1]), str(g[2]))
+            for g in data.get("gist") or ()
+            if isinstance(g, list | tuple) and len(g) == 3 and isinstance(g[0], int)
+        )
+        return cls(enabled=bool(data.get("enabled")), gist=gist, overview=str(data.get("overview") or ""))
+
+
+@dataclass(frozen=True)
 class JobResult:
     """A job's stored result. While it runs only ``sink`` is set: the results sink's checkpoint (its
     own keys, opaque here), so a retried or resumed delivery carries on. At the end: where the results
@@ -133,6 +155,7 @@ class JobResult:
     elapsed_s: float | None = None
     table_url_partial: str = ""
     sink: Mapping[str, Any] | None = None
+    insight: InsightSummary | None = None  # None: a job from before insight, or not done
 
     def to_dict(self) -> dict[str, Any]:
         """Only the keys that are set, so each kind of result stores exactly what it did before."""
@@ -149,6 +172,8 @@ class JobResult:
             out["elapsed_s"] = self.elapsed_s
         if self.table_url_partial:
             out["table_url_partial"] = self.table_url_partial
+        if self.insight is not None:
+            out["insight"] = self.insight.to_dict()
         return out
 
     @classmethod
@@ -171,6 +196,7 @@ class JobResult:
             elapsed_s=float(elapsed) if isinstance(elapsed, int | float) else None,
             table_url_partial=str(data.get("table_url_partial") or ""),
             sink=dict(sink) if isinstance(sink, Mapping) else None,
+            insight=InsightSummary.from_dict(insight) if isinstance(insight := data.get("insight"), Mapping) else None,
         )
 
     @property

@@ -57,6 +57,17 @@ class Col:
     PROCESSING = "处理耗时(秒) Processing time (s)"
     ANALYSED_AT = "分析时间 Analysed at"
     NOTES = "备注 Notes"
+    # Insight columns (only in tables of jobs run with insight on).
+    SUMMARY = "摘要 Summary"
+    CHAPTERS = "章节 Chapters"
+    KEY_POINTS = "要点 Key points"
+    VISUAL = "画面解读 Visual read"
+    ANALYSIS = "模板分析 Preset analysis"
+    REQUEST_ANSWER = "分析要求的回答 Analysis answer"
+    INSIGHT_REASON = "AI 解读说明 Insight reason"
+    MODELS = "模型 Models"
+    TOKENS = "用量(tokens) Tokens"
+    NOTES_MD = "笔记 Notes (notes.md)"
 
 
 STATUS_OK = "成功 OK"
@@ -99,6 +110,27 @@ RESULT_FIELDS: tuple[dict[str, Any], ...] = (
     {"field_name": Col.NOTES, "type": TEXT},
 )
 
+INSIGHT_FIELDS: tuple[dict[str, Any], ...] = (
+    {"field_name": Col.SUMMARY, "type": TEXT},
+    {"field_name": Col.CHAPTERS, "type": TEXT},
+    {"field_name": Col.KEY_POINTS, "type": TEXT},
+    {"field_name": Col.VISUAL, "type": TEXT},
+    {"field_name": Col.ANALYSIS, "type": TEXT},
+    {"field_name": Col.REQUEST_ANSWER, "type": TEXT},
+    {"field_name": Col.INSIGHT_REASON, "type": TEXT},
+    {"field_name": Col.MODELS, "type": TEXT},
+    {"field_name": Col.TOKENS, "type": NUMBER},
+    {"field_name": Col.NOTES_MD, "type": ATTACHMENT},
+)
+OVERVIEW_ROW_NAME = "总览 Overview"
+
+
+def result_fields(*, insight: bool) -> tuple[dict[str, Any], ...]:
+    """The table's schema; the insight columns only when the job ran with insight on, so a table
+    made without it looks exactly as before."""
+    return RESULT_FIELDS + INSIGHT_FIELDS if insight else RESULT_FIELDS
+
+
 CUT_MARK = "\n……\n（内容过长已截断，全文见「完整转写」附件 / Cut: the full text is attached as “Full transcript”）"
 
 
@@ -108,6 +140,7 @@ class ResultRow:
 
     video: VideoResult | None = None
     skipped: SkippedRow | None = None
+    overview: str | None = None  # a batch's insight overview (``overview_text``), as its own row
 
 
 @dataclass
@@ -141,6 +174,8 @@ class PreparedUploads:
 def row_record(row: ResultRow, prepared: PreparedUploads) -> dict[str, Any]:
     if row.video is not None:
         return video_record(row.video, prepared)
+    if row.overview is not None:
+        return {Col.VIDEO: OVERVIEW_ROW_NAME, Col.SUMMARY: fit_text(row.overview)[0]}
     if row.skipped is None:
         raise ValueError("a row is a video or a skipped source row")
     return skipped_record(row.skipped)
@@ -181,6 +216,8 @@ def video_record(result: VideoResult, prepared: PreparedUploads) -> dict[str, An
             )
     if result.keywords:
         values[Col.KEYWORDS] = ", ".join(result.keywords)
+    if result.insight is not None:
+        values.update(insight_cells(result))
     for column, tokens in prepared.files.items():
         values[column] = [{"file_token": token} for token in tokens]
     notes.extend(prepared.notes)
@@ -189,6 +226,29 @@ def video_record(result: VideoResult, prepared: PreparedUploads) -> dict[str, An
     if result.processing_s > 0:
         values[Col.PROCESSING] = round(result.processing_s, 1)
     return {k: v for k, v in values.items() if v not in ("", None, [])}
+
+
+def insight_cells(result: VideoResult) -> dict[str, Any]:
+    """A video's insight as cells (``pipeline.insight.fields``: the words results.xlsx uses too)."""
+    from pipeline.insight.fields import insight_fields
+
+    if result.insight is None:
+        return {}
+    fields = insight_fields(result.insight)
+    cells: dict[str, Any] = {
+        Col.SUMMARY: fields.summary,
+        Col.CHAPTERS: fields.chapters,
+        Col.KEY_POINTS: fields.key_points,
+        Col.VISUAL: fields.visual,
+        Col.ANALYSIS: fields.analysis,
+        Col.REQUEST_ANSWER: fields.request_answer,
+        Col.INSIGHT_REASON: "\n".join(line for line in (fields.reason, fields.notes) if line),
+        Col.MODELS: fields.models,
+    }
+    cells = {column: fit_text(text)[0] for column, text in cells.items()}
+    if fields.tokens:
+        cells[Col.TOKENS] = fields.tokens
+    return cells
 
 
 def skipped_record(row: SkippedRow) -> dict[str, Any]:
@@ -254,7 +314,7 @@ def estimated_bytes(row: ResultRow) -> int:
     attachments = 0
     if row.video is not None:
         outputs = row.video.outputs
-        attachments = len(row.video.screenshots) + 3 * (outputs is not None)
+        attachments = len(row.video.screenshots) + 4 * (outputs is not None)
     return len(json.dumps(record, ensure_ascii=False).encode("utf-8")) + attachments * ATTACHMENT_JSON_BYTES
 
 

@@ -44,7 +44,6 @@ from bot.job.record import SkippedRow
 from bot.job.result_rows import (
     DEFAULT_VIEW_NAME,
     MAX_BASE_NAME_CHARS,
-    RESULT_FIELDS,
     TABLE_NAME,
     UPLOAD_QPS_CEILING,
     Col,
@@ -52,6 +51,7 @@ from bot.job.result_rows import (
     ResultRow,
     estimated_bytes,
     plan_chunks,
+    result_fields,
     row_record,
     table_url_for,
     transcript_cells,
@@ -136,13 +136,17 @@ class BitableSink:
         save_checkpoint: Callable[[dict[str, Any]], None] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
         cancel: CancelToken | None = None,
+        insight: bool = False,
+        overview: str | None = None,
     ) -> ResultsTable:
         """Write one row per video (in order), then one per skipped source row; return where.
 
         ``checkpoint`` is the last dict given to ``save_checkpoint`` by an earlier, interrupted call
         for the same job (the caller persists it, e.g. ``JobStore.save_result``). ``on_progress`` gets
         ``(rows done, rows in all)``. ``cancel`` is checked between files and rows: a cancelled write
-        raises ``JobCancelled`` and keeps what was written."""
+        raises ``JobCancelled`` and keeps what was written. ``insight``: the job ran with insight on (the
+        table gets its columns and each video its notes.md); ``overview``: a batch's overview, written
+        as a last row."""
         run = _Run(
             sink=self,
             job_id=job_id,
@@ -153,10 +157,12 @@ class BitableSink:
             throttle=self._throttle,
         )
         rows = [ResultRow(video=v) for v in videos] + [ResultRow(skipped=s) for s in skipped]
+        if overview:
+            rows.append(ResultRow(overview=overview))
         run.check_cancel()
         run.ensure_base(title, folder_token if folder_token is not None else self._default_folder_token)
         run.ensure_owner(owner_open_id)
-        run.ensure_table()
+        run.ensure_table(insight=insight)
         written = run.write_rows(rows)
         state = run.state
         return ResultsTable(
@@ -246,14 +252,14 @@ class _Run:
         self.state["owner_done"] = True
         self.checkpoint()
 
-    def ensure_table(self) -> None:
+    def ensure_table(self, *, insight: bool = False) -> None:
         app_token = self.state["app_token"]
         if not self.state.get("table_id"):
             # A crash between creating the table and saving its id leaves the table in the Base: find it.
             table_id = next((t.table_id for t in self.client.list_tables(app_token) if t.name == TABLE_NAME), None)
             if table_id is None:
                 table_id = self.client.create_table(
-                    app_token, TABLE_NAME, RESULT_FIELDS, default_view_name=DEFAULT_VIEW_NAME
+                    app_token, TABLE_NAME, result_fields(insight=insight), default_view_name=DEFAULT_VIEW_NAME
                 )
             self.state["table_id"] = table_id
             self.checkpoint()
@@ -350,6 +356,9 @@ class _Run:
         if outputs is not None and outputs.subtitles_srt is not None:
             label = UserText(zh="字幕文件", en="subtitles file")
             self._upload(outcome, Col.SUBTITLES, outputs.subtitles_srt, "bitable_file", f"{stem}.srt", label)
+        if outputs is not None and outputs.notes_md is not None and outputs.notes_md.is_file():
+            label = UserText(zh="笔记 notes.md", en="notes.md")
+            self._upload(outcome, Col.NOTES_MD, outputs.notes_md, "bitable_file", f"{stem}-notes.md", label)
         transcript = result.transcript
         if transcript is not None and transcript_cells(transcript).cut:
             label = UserText(zh="完整转写文件", en="full transcript file")

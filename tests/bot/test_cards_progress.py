@@ -12,7 +12,8 @@ import pytest
 
 from bot import cards
 from bot.cards import progress_card
-from bot.job.record import MAX_SAVED_SKIPPED, DeliveryNotes, SkippedRow, progress_record
+from bot.job.record import MAX_SAVED_SKIPPED, DeliveryNotes, InsightSummary, JobResult, SkippedRow, progress_record
+from pipeline.insight.models import INSIGHT_OFF_NOTE
 from pipeline.jobs import Job, JobStatus
 from pipeline.jobs.progress import BatchProgress
 from pipeline.models import AnalysisOptions, JobSpec, ProgressEvent, Stage, UserText, VideoFailure, VideoSource
@@ -294,7 +295,17 @@ def test_the_task_form() -> None:
     card = cards.task_form_card(creator_id=CREATOR, max_links=7)
     (form,) = [e for e in card["body"]["elements"] if e["tag"] == "form"]
     fields = {e["name"]: e for e in form["elements"]}
-    assert set(fields) == {"links", "task_name", "screenshot_mode", "screenshot_value", "folder", "submit"}
+    assert set(fields) == {
+        "links",
+        "task_name",
+        "screenshot_mode",
+        "screenshot_value",
+        "preset",
+        "analysis_request",
+        "folder",
+        "submit",
+    }
+    assert [o["value"] for o in fields["preset"]["options"]] == ["general", "meeting", "ad"]
     assert fields["links"]["input_type"] == "multiline_text" and fields["links"]["required"] is True
     assert "最多 7 个" in fields["links"]["label"]["content"] and "up to 7" in fields["links"]["label"]["content"]
     assert [o["value"] for o in fields["screenshot_mode"]["options"]] == ["scenes", "interval", "times"]
@@ -314,3 +325,47 @@ def test_inputs_that_were_not_used_stay_on_the_card() -> None:
     body = text(card)
     assert "未处理的输入 / Not used" in body
     assert "不支持 ftp: 链接" in body and "ftp: links are not supported" in body
+
+
+# --- insight on the done card ------------------------------------------------------------------------
+
+
+def done_with_insight(summary: InsightSummary, sources: int = 2) -> Job:
+    record = progress_record(finished(folded([f"v{i}" for i in range(sources)], [])), DeliveryNotes())
+    result = JobResult(table_url="https://x.feishu.cn/base/app?table=t", app_token="app", table_id="t", insight=summary)
+    return make_job(sources=sources, status=JobStatus.DONE, progress=record, result=result.to_dict())
+
+
+def test_the_done_card_shows_each_videos_gist_and_the_overview() -> None:
+    summary = InsightSummary(
+        enabled=True,
+        gist=((1, "产品演示", "介绍了新款水杯。\n[00:05] 开场 — 问题"), (2, "Second", "A talk about budgets.")),
+        overview="共同点 Shared: both sell",
+    )
+    card = progress_card(done_with_insight(summary), now=T0 + 70)
+    body = text(card)
+    assert "内容摘要 / What the videos say" in body
+    assert "#1 产品演示\\n介绍了新款水杯。\\n[00:05] 开场 — 问题" in body  # chapters keep their lines
+    assert "#2 Second\\nA talk about budgets." in body
+    assert "共同点 Shared: both sell" in body
+    assert "LLM_BASE_URL" not in body
+
+
+def test_a_long_gist_is_trimmed_to_fit_the_card() -> None:
+    gist = tuple((n, f"视频{n}", "很长的摘要内容" * 2000) for n in range(1, 21))
+    card = progress_card(done_with_insight(InsightSummary(enabled=True, gist=gist), sources=20), now=T0 + 70)
+    assert len(cards.card_json(card).encode()) < 30 * 1024
+    assert "#20 视频20" in text(card)
+
+
+def test_with_insight_off_the_done_card_says_how_to_turn_it_on() -> None:
+    body = text(progress_card(done_with_insight(InsightSummary(enabled=False)), now=T0 + 70))
+    assert INSIGHT_OFF_NOTE.zh in body and "LLM_BASE_URL" in body
+    assert "内容摘要" not in body
+
+
+def test_the_insight_summary_survives_the_job_store() -> None:
+    summary = InsightSummary(enabled=True, gist=((1, "a", "b"),), overview="o")
+    stored = json.loads(json.dumps(JobResult(insight=summary).to_dict()))
+    assert JobResult.from_dict(stored).insight == summary
+    assert JobResult.from_dict({}).insight is None
