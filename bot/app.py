@@ -29,11 +29,12 @@ from bot.inbound.actions import CardActions
 from bot.inbound.commands import CommandRules
 from bot.inbound.dedupe import SeenStore
 from bot.inbound.intake import CardActionRouter, CardReplier, Intake, default_card_actions
+from bot.inbound.questions import FollowUps
 from bot.inbound.webhook import WebhookHandler
 from bot.job.card_updater import CardUpdater as ProgressCards
 from bot.job.card_updater import final_card_hook
 from bot.metrics import BotMetrics
-from bot.outbox import Outbox
+from bot.outbox import Outbox, ThreadOutbox
 from pipeline.config import ConfigError
 from pipeline.jobs import Job, JobStore
 from pipeline.jobs.runner import JobFunction, OnFinished, Runner
@@ -86,6 +87,8 @@ class Bot:
     card_actions: CardActionRouter
     # Keeps jobs' cards current; started before the runner, so jobs resumed at start find it running.
     card_updater: ProgressCards | None = None
+    # Where follow-up questions are answered (model calls); started and stopped with the bot.
+    question_workers: Outbox | None = None
 
     # The largest job invocation body read (an envelope is at most 128 KB, FC's async limit).
     MAX_JOB_BODY_BYTES: ClassVar[int] = MAX_BODY_BYTES
@@ -112,6 +115,8 @@ class Bot:
         if self.card_updater is not None:
             self.card_updater.start()
         self.hosting.start()
+        if self.question_workers is not None:
+            self.question_workers.start()
         if self.sweeper is not None:
             self.sweeper.start()
 
@@ -150,6 +155,8 @@ class Bot:
         if self.card_updater is not None:
             self.card_updater.stop(5.0)
         self.hosting.stop_outbox()
+        if self.question_workers is not None:
+            self.question_workers.stop(drain_timeout_s=5.0)
         if self.sweeper is not None:
             self.sweeper.stop()
         self.seen.close()
@@ -217,7 +224,18 @@ def build_bot(
             clock=clock,
             cancel_elsewhere=hosting.jobs_elsewhere,
         ).register(card_actions)
-    intake = Intake(store=store, runner=runner, outbox=hosting.outbox, replier=feishu, rules=rules, metrics=metrics)
+    # Follow-up questions wait on a model for up to LLM_TIMEOUT_S: their own threads, not the outbox's.
+    question_workers = ThreadOutbox(workers=2, name="questions")
+    questions = FollowUps(settings=settings, store=store, replier=feishu, workers=question_workers)
+    intake = Intake(
+        store=store,
+        runner=runner,
+        outbox=hosting.outbox,
+        replier=feishu,
+        rules=rules,
+        metrics=metrics,
+        questions=questions,
+    )
 
     webhook = WebhookHandler(
         app_id=settings.feishu_app_id,
@@ -241,6 +259,7 @@ def build_bot(
         feishu=feishu,
         card_actions=card_actions,
         card_updater=card_updater,
+        question_workers=question_workers,
     )
 
 

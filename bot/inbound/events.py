@@ -37,6 +37,10 @@ class IncomingMessage:
     sender_type: str  # "user" for people; "app" for bots, including this one
     mentions: tuple[Mention, ...] = ()
     tenant_key: str = ""
+    # Set when the message replies to another: ``parent_id`` the message it answers (or quotes),
+    # ``root_id`` the first message of that reply chain or thread.
+    root_id: str = ""
+    parent_id: str = ""
 
     @property
     def from_person(self) -> bool:

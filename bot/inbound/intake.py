@@ -7,6 +7,9 @@ to do" / "invalid options". Every answer is built and sent by the outbox, never 
 The queued card is sent first and the job submitted to the runner after it (whether the send worked or
 not): the job then finds its card's message id in the store from its first progress update on.
 
+A message that replies to a job's card without videos in it is a follow-up question about that job
+(``bot.inbound.questions``), answered on its own worker threads.
+
 ``CardActionRouter``: card callbacks by their ``action`` value. Handlers are registered by name;
 anything unknown or stale gets a friendly toast, never an error.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import cards
 from bot.inbound.commands import BadOptions, CommandRules, Help, NewJob, Nothing, parse_message
@@ -27,6 +30,9 @@ from pipeline.jobs import Job, JobStatus, JobStore
 from pipeline.jobs.runner import Runner
 from pipeline.logs import log_context
 from pipeline.models import JobSpec, UserText
+
+if TYPE_CHECKING:
+    from bot.inbound.questions import FollowUps
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +77,9 @@ class Intake:
         replier: CardReplier,
         rules: CommandRules,
         metrics: BotMetrics,
+        questions: FollowUps | None = None,
     ) -> None:
+        self._questions = questions
         self._store = store
         self._runner = runner
         self._outbox = outbox
@@ -81,6 +89,13 @@ class Intake:
 
     def on_message(self, message: IncomingMessage) -> None:
         command = parse_message(message, self._rules)
+        if isinstance(command, Nothing | Help) and self._questions is not None:
+            # A reply to a job's card without videos in it is a question about that job's videos.
+            job = self._questions.job_for(message)
+            if job is not None:
+                self._metrics.commands.labels(command="question").inc()
+                self._questions.ask(message, job)
+                return
         if isinstance(command, NewJob):
             self._metrics.commands.labels(command="job").inc()
             self._queue(message, command.spec)

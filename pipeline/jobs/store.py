@@ -331,6 +331,23 @@ class JobStore:
         with self._lock:
             return self._fetch(self._db, job_id)
 
+    def find_by_card_message(self, message_id: str) -> Job | None:
+        """The job whose card is the message ``message_id`` (a reply in its thread names it)."""
+        if not message_id:
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE card_message_id = ? ORDER BY created_at DESC LIMIT 1", (message_id,)
+            ).fetchone()
+        return None if row is None else self._row_to_job(row)
+
+    def find_by_key(self, idempotency_key: str) -> Job | None:
+        if not idempotency_key:
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+        return None if row is None else self._row_to_job(row)
+
     def list(
         self,
         statuses: Iterable[JobStatus] | None = None,

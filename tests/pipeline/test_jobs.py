@@ -388,3 +388,15 @@ def test_save_result_checkpoints_a_running_job_and_finish_keeps_it(tmp_path: Pat
     assert finished.result == {"app_token": "bas1", "table_id": "tbl1"}
     with pytest.raises(JobNotFoundError):
         store.save_result("j-missing", {})
+
+
+def test_a_job_is_found_by_its_card_message_or_its_key(store: JobStore) -> None:
+    job, _ = store.create(make_spec(), idempotency_key="om_source")
+    other, _ = store.create(make_spec(), idempotency_key="om_other")
+    store.set_card_message(job.id, "om_card")
+    found = store.find_by_card_message("om_card")
+    assert found is not None and found.id == job.id
+    by_key = store.find_by_key("om_other")
+    assert by_key is not None and by_key.id == other.id
+    assert store.find_by_card_message("om_unknown") is None and store.find_by_key("om_unknown") is None
+    assert store.find_by_card_message("") is None and store.find_by_key("") is None
