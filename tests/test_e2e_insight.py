@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,14 @@ def two_links(media_server: MediaServer, short_clip: Path) -> tuple[str, str]:
 
 @pytest.fixture
 def insight_app(tmp_path: Path, fake_feishu: FakeFeishu, fake_model: FakeOpenAI) -> Iterator[E2EApp]:
+    with serve_with_insight(tmp_path, fake_feishu, fake_model) as app:
+        yield app
+
+
+@contextmanager
+def serve_with_insight(
+    tmp_path: Path, fake_feishu: FakeFeishu, fake_model: FakeOpenAI, **overrides: Any
+) -> Iterator[E2EApp]:
     events = EventFactory(app_id=fake_feishu.app_id)
     settings = webhook_settings(
         tmp_path,
@@ -66,6 +75,7 @@ def insight_app(tmp_path: Path, fake_feishu: FakeFeishu, fake_model: FakeOpenAI)
         vlm_image_max_px=160,
         llm_max_retries=0,
         llm_timeout_s=20,
+        **overrides,
     )
     with E2EEnv(WebhookEnv(settings, fake_feishu, events)).serve() as app:
         yield app
@@ -144,6 +154,20 @@ def test_two_videos_get_insight_in_the_base_and_the_card_and_a_question_is_answe
     denied = card_text(wait_reply(insight_app, stranger_id).card)
     assert "只有发起这个任务的人" in denied and "Only the person who started this job" in denied
     assert len(fake_model.of_kind("qa")) == 1
+
+
+def test_a_question_after_the_retention_period_is_told_the_transcripts_are_gone(
+    tmp_path: Path, fake_feishu: FakeFeishu, fake_model: FakeOpenAI, short_clip_url: str
+) -> None:
+    # Retention 0 keeps nothing: every question comes after the retention period.
+    with serve_with_insight(tmp_path, fake_feishu, fake_model, insight_retention_days=0) as app:
+        _message, job = finished_job(app, short_clip_url)
+        request = app.events.text("Was the budget mentioned?", parent_id=job.card_message_id or "")
+        question_id = app.client.message_id_of(request)
+        assert app.client.send(request).status_code == 200
+        answer = card_text(wait_reply(app, question_id).card)
+    assert "已过保留期" in answer and "retention period" in answer
+    assert fake_model.of_kind("qa") == []
 
 
 def test_a_failing_model_leaves_rows_without_insight_but_with_the_reason(
