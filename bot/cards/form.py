@@ -42,6 +42,21 @@ def form_input(name: str, label: UserText, placeholder: UserText, *, multiline: 
     return element
 
 
+def form_select(name: str, placeholder: UserText, choices: list[tuple[str, UserText]]) -> dict[str, Any]:
+    """A drop-down of ``(value, label)`` choices; the first is chosen at first."""
+    return {
+        "tag": "select_static",
+        "name": name,
+        "placeholder": {"tag": "plain_text", "content": f"{placeholder.zh} / {placeholder.en}"},
+        "initial_option": choices[0][0],
+        "width": "fill",
+        "options": [
+            {"text": {"tag": "plain_text", "content": f"{label.zh} / {label.en}"}, "value": value}
+            for value, label in choices
+        ],
+    }
+
+
 def task_form_card(*, creator_id: str = "", max_links: int = 20, problem: UserText | None = None) -> Card:
     """The task form (card JSON 2.0 ``form`` container): video links, a task name, the screenshot mode
     and its value, the insight preset and analysis request, and a target Drive folder. Submitting sends
@@ -77,33 +92,13 @@ def task_form_card(*, creator_id: str = "", max_links: int = 20, problem: UserTe
                 UserText(zh="任务名称（可选）", en="Task name (optional)"),
                 UserText(zh="例如：周会录像", en="e.g. weekly sync"),
             ),
-            {
-                "tag": "select_static",
-                "name": FORM_SCREENSHOT_MODE,
-                "placeholder": {"tag": "plain_text", "content": "截图方式 / Screenshot mode"},
-                "initial_option": "scenes",
-                "width": "fill",
-                "options": [
-                    {"text": {"tag": "plain_text", "content": f"{label.zh} / {label.en}"}, "value": value}
-                    for value, label in modes
-                ],
-            },
+            form_select(FORM_SCREENSHOT_MODE, UserText(zh="截图方式", en="Screenshot mode"), modes),
             form_input(
                 FORM_SCREENSHOT_VALUE,
                 UserText(zh="间隔秒数或时间点（可选）", en="Interval or times in seconds (optional)"),
                 UserText(zh="如 10，或 0,5,12.5", en="e.g. 10, or 0,5,12.5"),
             ),
-            {
-                "tag": "select_static",
-                "name": FORM_PRESET,
-                "placeholder": {"tag": "plain_text", "content": "AI 解读模板 / Insight preset"},
-                "initial_option": "general",
-                "width": "fill",
-                "options": [
-                    {"text": {"tag": "plain_text", "content": f"{label.zh} / {label.en}"}, "value": value}
-                    for value, label in presets
-                ],
-            },
+            form_select(FORM_PRESET, UserText(zh="AI 解读模板", en="Insight preset"), presets),
             form_input(
                 FORM_ANALYSIS,
                 UserText(zh="分析要求（可选，需开启 AI 解读）", en="Analysis request (optional, needs AI insight)"),
