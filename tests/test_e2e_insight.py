@@ -200,3 +200,8 @@ def test_with_insight_off_the_base_has_no_insight_columns_and_the_card_says_how_
     assert cell_text(row["状态 Status"]) == "成功 OK"
     card = card_text(e2e.card_message(job).card)
     assert "LLM_BASE_URL" in card and "内容摘要" not in card
+    # A reply to the card is no question without insight: it is answered as any message without videos.
+    request = e2e.events.text("What about the budget?", parent_id=job.card_message_id or "")
+    reply_id = e2e.client.message_id_of(request)
+    assert e2e.client.send(request).status_code == 200
+    assert "没有可分析的视频" in card_text(wait_reply(e2e, reply_id).card)

@@ -44,7 +44,7 @@ def _accepts(max_links: int) -> tuple[str, str]:
         "- `语言：中文` / `语言：英文`：语音的语言（默认自动）\n"
         "- `预设：会议` / `预设：广告` / `预设：通用`：AI 解读的模板（需管理员开启 AI 解读）\n"
         "- `分析要求：……`：自定义分析要求（写到行尾）\n"
-        "**追问：** 在任务卡片的话题里回复问题，按视频内容回答并标注时间点"
+        "**追问：** 在任务卡片的话题里回复问题（群聊中请 @机器人），按视频内容回答并标注时间点"
     )
     en = (
         "**Send:**\n"
@@ -59,7 +59,7 @@ def _accepts(max_links: int) -> tuple[str, str]:
         "- `language: zh` / `language: en`: the spoken language (auto by default)\n"
         "- `preset: meeting` / `preset: ad` / `preset: general`: what the AI insight looks for (when enabled)\n"
         "- `analysis: …`: your own analysis request (to the end of the line)\n"
-        "**Questions:** reply in the thread of a job's card; the answer comes from its videos, with times"
+        "**Questions:** reply in the thread of a job's card (@-mention the bot in groups); answers cite times"
     )
     return zh, en
 
