@@ -36,6 +36,8 @@ from tests import media
 from tests.asr_models import TinyFunasrModels
 from tests.fakes.media_server import PAGE_WITHOUT_VIDEO, MediaServer
 
+pytestmark = pytest.mark.slow  # real models (Whisper tiny.en, FunASR) on real media
+
 STAGES_OF_A_VIDEO = [
     Stage.DOWNLOADING,
     Stage.PROBING,

@@ -50,6 +50,7 @@ def stage_lines(stderr: str) -> list[tuple[int, str, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_a_local_file_and_a_link(
     cli_env: Path, tmp_path: Path, speech_video: Path, media_server: MediaServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,6 +139,7 @@ def test_a_missing_speech_model_is_a_configuration_error(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_batch_where_every_video_fails_still_exits_0_and_says_so(
     cli_env: Path, tmp_path: Path, media_server: MediaServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -170,6 +172,7 @@ def subprocess_env(work: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_the_installed_console_script(tmp_path: Path, speech_video: Path) -> None:
     out = tmp_path / "out"
     work = tmp_path / "work"
@@ -198,6 +201,7 @@ def test_the_installed_console_script(tmp_path: Path, speech_video: Path) -> Non
     assert list(work.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_rest_and_keeps_the_summary(
     tmp_path: Path, speech_video: Path, media_server: MediaServer
 ) -> None:

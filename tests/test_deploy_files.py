@@ -657,6 +657,7 @@ def test_model_env_names_are_settings_fields(dm: ModuleType) -> None:
     assert {model.env_var for model in dm.MODELS} <= fields
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     target = tmp_path / "models"
     done = script(str(target), "--dry-run")
@@ -672,6 +673,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert not target.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -687,6 +689,7 @@ def test_bad_arguments_exit_2_with_usage(args: tuple[str, ...], message: str) ->
     assert message in done.stderr
 
 
+@pytest.mark.slow
 def test_a_target_that_is_a_file_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "models"
     target.write_text("not a directory")
@@ -780,6 +783,7 @@ def free_port() -> int:
         return port
 
 
+@pytest.mark.slow
 def test_unreachable_hub_fails_with_a_clear_message(tmp_path: Path) -> None:
     """The real modelscope client against a closed port: what a build without hub access shows."""
     target = tmp_path / "models"

@@ -8,12 +8,16 @@ import json
 import secrets
 from typing import Any
 
+import pytest
+
 from pipeline.jobs import JobStatus
 from tests.e2e_support import SHORT_KEYWORDS, E2EApp, card_header, card_size, cell_text, results_table
 from tests.fakes.events import SAMPLE_OPEN_ID
 from tests.fakes.feishu import TEXT, URL
 from tests.fakes.media_server import MediaServer
 from tests.webhook_harness import card_text
+
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
 
 FIELDS = [{"field_name": "标题", "type": TEXT}, {"field_name": "视频链接", "type": URL}]
 

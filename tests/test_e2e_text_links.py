@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from pipeline.jobs import JobStatus
 from tests.e2e_support import (
     SHORT_KEYWORDS,
@@ -20,6 +22,8 @@ from tests.e2e_support import (
 from tests.fakes.events import SAMPLE_OPEN_ID
 from tests.fakes.media_server import MediaServer
 from tests.webhook_harness import callback_values, card_text
+
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
 
 
 def test_two_links_one_good_one_broken(e2e: E2EApp, short_clip_url: str, media_server: MediaServer) -> None:
