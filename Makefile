@@ -1,5 +1,5 @@
 # Both entry points set themselves up (system tools, .venv/) idempotently before they run.
-.PHONY: demo test lint lint-only setup clean
+.PHONY: demo test test-fast lint lint-only setup clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,6 +15,10 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 	@$(MAKE) --no-print-directory lint-only
+
+# The tests not marked slow (no end-to-end runs, subprocesses, real models or real servers): for the edit-test loop.
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 lint: setup lint-only
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from pipeline.jobs import Job, JobStatus, JobStore
 from tests.support.e2e_support import (
@@ -33,6 +34,8 @@ from tests.support.e2e_support import (
 from tests.support.events import SAMPLE_OPEN_ID
 from tests.support.media_server import MediaServer
 from tests.support.webhook_harness import card_text
+
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
 
 ROOT = Path(__file__).resolve().parents[1]
 # A bound on waiting for the other process, not a performance claim.

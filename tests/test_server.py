@@ -19,6 +19,8 @@ import pytest
 from tests.support.events import EventFactory
 from tests.support.feishu import FakeFeishu
 
+pytestmark = pytest.mark.slow  # real processes: python server.py started and stopped
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("lark_oapi", "torch", "funasr", "cv2", "faster_whisper", "ctranslate2", "modelscope", "pandas")
 START_PATH_DONE = "start path done"

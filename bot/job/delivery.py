@@ -190,6 +190,11 @@ class _JobRun:
         if self.resumed_from is not None and self.job.attempts > 1:
             log.info("resuming after a restart (attempt %d)", self.job.attempts)
             self._push(self.job)  # where it was, with the "resumed" note
+            # The updater keeps only the latest card per job: without waiting here, the card ``_start``
+            # pushes a moment later replaces this one before a worker sends it (often, on a busy
+            # machine), and the user never sees where the job was.
+            if not self.d.cards.flush(self.job.id, self.d.flush_timeout_s):
+                log.warning("the resumed card was not delivered within %.0f s", self.d.flush_timeout_s)
         try:
             outcome = self._work()
         except JobCancelled:

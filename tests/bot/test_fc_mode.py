@@ -48,6 +48,8 @@ from tests.support.feishu import FakeFeishu, FakeMessage
 from tests.support.media_server import MediaServer
 from tests.support.webhook_harness import WebhookClient, WebhookEnv, callback_values, card_text, webhook_settings
 
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
+
 SECRET = secrets.token_hex(24)
 JOB_TIMEOUT_S = 120.0
 

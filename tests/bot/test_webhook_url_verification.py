@@ -8,8 +8,7 @@ from pathlib import Path
 from tests.support import events
 from tests.support.webhook_harness import WebhookClient, WebhookEnv, decoded, webhook_settings
 
-# The project sees the shared material at ../shared from its root.
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "feishu-samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "feishu-samples"
 
 
 def test_encrypted_challenge_as_feishu_sends_it_unsigned(webhook: WebhookClient) -> None:

@@ -4,7 +4,7 @@ Tests point ``FeishuClient`` (or any ``lark.Client``) at ``fake.url`` and then a
 received (``fake.requests``, ``find``, ``wait_for``) and on the state it keeps (messages and their patch
 history, Bases, tables, records, uploaded media, collaborators and owners).
 
-Behaviour follows ``/work/shared/FEISHU.md`` and the official samples in ``feishu-samples/``:
+Behaviour follows ``/work/shared/FEISHU.md`` and the official samples in ``tests/fixtures/feishu-samples/``:
 
 * every non-download endpoint answers ``{"code", "msg", "data"}`` (errors add ``error.log_id``), with the
   HTTP status Feishu documents for the code; every answer carries an ``X-Tt-Logid`` header;
