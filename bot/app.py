@@ -223,6 +223,7 @@ def build_bot(
             cards=card_updater,
             job_run=runner_parts.job_run,
             fc=runner_parts.fc,
+            webhook_only=settings.server_role == "webhook",
         ),
         card_updater=card_updater,
         handler_threads=8 if isinstance(outbox, InlineOutbox) else 0,

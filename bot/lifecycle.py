@@ -3,8 +3,9 @@ told when an instance stops under their job.
 
     lifecycle.admit(headers)            every webhook / job request: keeps FC's per-request context
                                         (credentials for StopAsyncTask); 503 once the instance is stopping
-    lifecycle.run_invocation(h, body)   POST /jobs/run (fc-async only; 404 otherwise)
-    lifecycle.initialize()              POST /initialize: load the speech model now (503 + reason if missing)
+    lifecycle.run_invocation(h, body)   POST /jobs/run (fc-async only, not SERVER_ROLE=webhook; 404 otherwise)
+    lifecycle.initialize()              POST /initialize: load the speech model now (503 + reason if missing;
+                                        nothing to load with SERVER_ROLE=webhook)
     lifecycle.pre_stop()                GET /pre-stop: stop taking work; jobs running here are interrupted
                                         and their users told (FC cannot resume them elsewhere)
     lifecycle.tell_left_running()       after a SIGTERM's grace: jobs the local runner leaves RUNNING get a
@@ -80,6 +81,7 @@ class Lifecycle:
         cards: CardPusher,
         job_run: JobRunEndpoint | None = None,
         fc: FcContext | None = None,
+        webhook_only: bool = False,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -87,6 +89,8 @@ class Lifecycle:
         self._cards = cards
         self._job_run = job_run
         self._fc = fc
+        # SERVER_ROLE=webhook: the light function of a two-function deployment loads no model and runs no job.
+        self._webhook_only = webhook_only
         self._stopping = False
 
     @property
@@ -104,13 +108,21 @@ class Lifecycle:
     def run_invocation(self, headers: Mapping[str, str], body: bytes | None) -> WebhookResponse:
         if self._job_run is None:
             return WebhookResponse(404, {"error": "not_found", "message": "job invocations need JOB_RUNNER=fc-async"})
+        if self._webhook_only:
+            # A JOB_INVOKE_URL pointing back at the webhook function would run jobs on its small instances.
+            message = "this is the webhook function (SERVER_ROLE=webhook): jobs run on the worker function"
+            return WebhookResponse(404, {"error": "not_found", "message": message})
         refused = self.admit(headers)
         if refused is not None:
             return refused
         return self._job_run.handle(headers, body)
 
     def initialize(self) -> WebhookResponse:
-        """Load the speech model now, so the first job does not wait for it."""
+        """Load the speech model now, so the first job does not wait for it (not in the webhook role, whose
+        instances must answer Feishu within 3 s of a cold start)."""
+        if self._webhook_only:
+            log.info("initialize: SERVER_ROLE=webhook, no speech model to load")
+            return WebhookResponse.ok(status="ready", role="webhook")
         from pipeline.asr import get_transcriber
         from pipeline.errors import ModelUnavailableError
 

@@ -61,6 +61,7 @@ def make_runner(
     fc = FcContext(
         region=settings.fc_region,
         function_name=settings.fc_function_name,
+        job_function_name=settings.job_function_name,
         fallback=CloudCredentials(
             access_key_id=settings.alibaba_cloud_access_key_id.get_secret_value(),
             access_key_secret=settings.alibaba_cloud_access_key_secret.get_secret_value(),
