@@ -56,10 +56,16 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
     && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['offline-model'], sep='\n')" \
         >> /tmp/requirements.txt \
     && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
-# What no code path runs at run time, about 0.4 GB: torch's C++ headers, CMake files, test binaries and test
-# libraries, and the packages' own test suites. Only this stage's /opt/venv reaches the image, so the files
-# are gone from it, not hidden under a later layer.
-RUN site="$("$VIRTUAL_ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+# What no code path runs at run time, about 0.7 GB (scripts/image-smoke.sh checks what is left):
+# - torch's C++ headers, CMake files, test binaries and test libraries; the packages' own test suites;
+# - transformers (126 MB), which funasr declares for its LLM-based models (Qwen-Audio, Fun-ASR-Nano) and
+#   Hugging Face tokenizers; umap-learn, pynndescent and scikit-learn, for its speaker clustering: none of
+#   them is imported by Paraformer, FSMN-VAD or CT-Punc (the smoke test runs FunASR through AutoModel);
+# - modelscope, which only downloads models: that is the model-tools image's job (docker-compose's models
+#   service, and the models stage below); hf-xet, for Hugging Face Xet downloads (Whisper loads local files).
+# Only this stage's /opt/venv reaches the image, so the files are gone from it, not hidden under a later layer.
+RUN pip uninstall --no-cache-dir -y transformers umap-learn pynndescent scikit-learn modelscope modelscope-hub hf-xet \
+    && site="$("$VIRTUAL_ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     && rm -rf "$site/torch/include" "$site/torch/share" "$site/torch/test" "$site/torch/bin" \
         "$site"/torch/lib/*_test.so "$site/torch/lib/libaoti_custom_ops.so" "$site/torch/lib/libbackend_with_compiler.so" \
     && find "$site" -depth -type d -name tests -path "$site/*/tests" -exec rm -rf {} + \
@@ -76,6 +82,18 @@ COPY pipeline ./pipeline
 # built with the venv's pinned setuptools, offline. It is the image's one copy of the code: `python -m server`
 # and `video-insight` both run it.
 RUN pip install --no-cache-dir --no-build-isolation --no-deps -c constraints.txt .
+
+
+# --- model-tools: modelscope and the download script, an image of its own ---------------------------------
+# docker-compose's models service runs it to fill the model volume (the runtime image has no modelscope).
+FROM base AS model-tools
+ARG PIP_CERT
+WORKDIR /app
+COPY constraints.txt ./
+RUN python -m venv /opt/model-tools \
+    && /opt/model-tools/bin/pip install --no-cache-dir -c constraints.txt modelscope
+COPY scripts/download_models.py ./scripts/
+ENV PATH=/opt/model-tools/bin:$PATH
 
 
 # --- models: FunASR weights from ModelScope, in their own stage --------------------------------------------
@@ -101,8 +119,17 @@ FROM base AS runtime
 # ffmpeg, and a small font with Chinese glyphs for the contact sheets (pipeline/contact_sheet.py finds
 # wqy-microhei.ttc; without it Chinese titles render as boxes). Unpinned, like build-essential above.
 # The clean-up is explicit: a base image without debian-slim's apt rule would otherwise keep the .debs.
+# ffmpeg's libavdevice links the OpenGL loader (for an output device this image never uses), and that drags in
+# Mesa's drivers and the LLVM and Z3 they load, 0.16 GB that no ffmpeg command here ever opens: dpkg leaves
+# those files out (the packages stay installed, so apt stays consistent; the smoke test checks that ffmpeg
+# and ffprobe find every library they link).
+# Docs, man pages and translations are left out too, as debian-slim does (and the official base already).
 # hadolint ignore=DL3008
-RUN apt-get update \
+RUN printf '%s\n' 'path-exclude=/usr/lib/*/libLLVM-*.so*' 'path-exclude=/usr/lib/*/dri/*' \
+        'path-exclude=/usr/lib/*/libz3.so*' 'path-exclude=/usr/share/doc/*' 'path-include=/usr/share/doc/*/copyright' \
+        'path-exclude=/usr/share/man/*' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/info/*' \
+        > /etc/dpkg/dpkg.cfg.d/slim-runtime \
+    && apt-get update \
     && apt-get install -y --no-install-recommends ffmpeg fonts-wqy-microhei \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt /var/log/dpkg.log
@@ -116,9 +143,8 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=models /opt/models /opt/models
 COPY --from=app /opt/venv /opt/venv
 
-# The code lives once, in the venv. /app keeps only the scripts run by hand or by docker-compose's model job.
+# The code lives once, in the venv; /app is only the working directory.
 WORKDIR /app
-COPY scripts/download_models.py ./scripts/
 
 # The model paths are what scripts/download_models.py prints for /opt/models (a test checks they agree).
 # DATA_DIR holds SQLite state: mount a volume there. WORK_DIR keeps its default under /tmp; /work is ready,

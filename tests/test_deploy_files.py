@@ -434,7 +434,7 @@ def test_runtime_stage_is_slim_non_root_and_runs_the_server() -> None:
     assert json.loads(cmd) == ["python", "-m", "server"]
     # One copy of the code, installed in the venv: the runtime stage copies no source of its own.
     runtime_copies = [args for kw, args in final if kw == "COPY" and not args.startswith("--from")]
-    assert runtime_copies == ["scripts/download_models.py ./scripts/"]
+    assert runtime_copies == []
 
     (healthcheck,) = [args for kw, args in final if kw == "HEALTHCHECK"]
     assert 'CMD ["python"' in healthcheck and "/health" in healthcheck
@@ -613,6 +613,12 @@ def test_compose_model_service_fills_the_same_volume_with_the_script() -> None:
     document = compose()
     models = document["services"]["models"]
     assert models["command"][:2] == ["python", "scripts/download_models.py"]
+    # The downloader is the Dockerfile's model-tools image (the bot's image has no modelscope), and that
+    # stage has the script where the command runs it.
+    assert models["build"]["target"] == "model-tools"
+    tools = stages(dockerfile_text())["model-tools"]
+    assert ("WORKDIR", "/app") in tools and ("COPY", "scripts/download_models.py ./scripts/") in tools
+    assert any(kw == "RUN" and "pip install" in args and "modelscope" in args for kw, args in tools)
     assert models["volumes"] == [f"models:{models['command'][2]}"]
     assert "setup" in models["profiles"], "a one-off job: not started by `docker compose up`"
 
