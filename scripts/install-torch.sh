@@ -41,7 +41,8 @@ fi
 "$python" -m pip install -q -c constraints.txt "${index_args[@]}" torch==2.13.0 "$@"
 
 case " $* " in *" --dry-run "*) exit 0 ;; esac
-"$python" - <<'PY'
+# -W ignore: torch warns that numpy is missing, which it is until the next install step.
+"$python" -W ignore - <<'PY'
 import torch
 if torch.version.cuda:
     print(f"warning: installed torch {torch.__version__}, the CUDA build (several GB of nvidia-* packages). "
