@@ -57,7 +57,9 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
         >> /tmp/requirements.txt \
     && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
 # What no code path runs at run time, about 0.7 GB (scripts/image-smoke.sh checks what is left):
-# - torch's C++ headers, CMake files, test binaries and test libraries; the packages' own test suites;
+# - torch's C++ headers, CMake files, test binaries and test libraries (torch_shm_manager stays: `import torch`
+#   looks for it); the packages' own test suites; C/C++/Cython sources and type stubs; the static symbol table
+#   of llvmlite's LLVM (18 MB; the dynamic symbols it is used through stay);
 # - transformers (126 MB), which funasr declares for its LLM-based models (Qwen-Audio, Fun-ASR-Nano) and
 #   Hugging Face tokenizers; umap-learn, pynndescent and scikit-learn, for its speaker clustering: none of
 #   them is imported by Paraformer, FSMN-VAD or CT-Punc (the smoke test runs FunASR through AutoModel);
@@ -66,9 +68,13 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
 # Only this stage's /opt/venv reaches the image, so the files are gone from it, not hidden under a later layer.
 RUN pip uninstall --no-cache-dir -y transformers umap-learn pynndescent scikit-learn modelscope modelscope-hub hf-xet \
     && site="$("$VIRTUAL_ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-    && rm -rf "$site/torch/include" "$site/torch/share" "$site/torch/test" "$site/torch/bin" \
+    && rm -rf "$site/torch/include" "$site/torch/share" "$site/torch/test" \
         "$site"/torch/lib/*_test.so "$site/torch/lib/libaoti_custom_ops.so" "$site/torch/lib/libbackend_with_compiler.so" \
+    && find "$site/torch/bin" -type f ! -name torch_shm_manager -delete \
     && find "$site" -depth -type d -name tests -path "$site/*/tests" -exec rm -rf {} + \
+    && find "$site" -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' -o -name '*.h' -o -name '*.hpp' \
+        -o -name '*.c' -o -name '*.cpp' \) -delete \
+    && strip --strip-unneeded "$site/llvmlite/binding/libllvmlite.so" \
     && find "$site" -depth -type d -name __pycache__ -empty -delete
 
 
@@ -81,7 +87,9 @@ COPY pipeline ./pipeline
 # Every dependency is already there; this adds only the project (versions still held by the constraints),
 # built with the venv's pinned setuptools, offline. It is the image's one copy of the code: `python -m server`
 # and `video-insight` both run it.
-RUN pip install --no-cache-dir --no-build-isolation --no-deps -c constraints.txt .
+# pip itself goes afterwards (16 MB): nothing installs at run time, and the venv is read-only for the app user.
+RUN pip install --no-cache-dir --no-build-isolation --no-deps -c constraints.txt . \
+    && python -m pip uninstall --no-cache-dir -y pip
 
 
 # --- model-tools: modelscope and the download script, an image of its own ---------------------------------
