@@ -58,7 +58,8 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
     && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
 # What no code path runs at run time, about 0.7 GB (scripts/image-smoke.sh checks what is left):
 # - torch's C++ headers, CMake files, test binaries and test libraries (torch_shm_manager stays: `import torch`
-#   looks for it); the packages' own test suites; C/C++/Cython sources and type stubs; the static symbol table
+#   looks for it); the packages' own test suites; C/C++/Cython sources (not the .pyi stubs: librosa loads its
+#   imports from one); the static symbol table
 #   of llvmlite's LLVM (18 MB; the dynamic symbols it is used through stay);
 # - transformers (126 MB), which funasr declares for its LLM-based models (Qwen-Audio, Fun-ASR-Nano) and
 #   Hugging Face tokenizers; umap-learn, pynndescent and scikit-learn, for its speaker clustering: none of
@@ -72,8 +73,8 @@ RUN pip uninstall --no-cache-dir -y transformers umap-learn pynndescent scikit-l
         "$site"/torch/lib/*_test.so "$site/torch/lib/libaoti_custom_ops.so" "$site/torch/lib/libbackend_with_compiler.so" \
     && find "$site/torch/bin" -type f ! -name torch_shm_manager -delete \
     && find "$site" -depth -type d -name tests -path "$site/*/tests" -exec rm -rf {} + \
-    && find "$site" -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' -o -name '*.h' -o -name '*.hpp' \
-        -o -name '*.c' -o -name '*.cpp' \) -delete \
+    && find "$site" -type f \( -name '*.pxd' -o -name '*.pyx' -o -name '*.h' -o -name '*.hpp' -o -name '*.c' \
+        -o -name '*.cpp' \) -delete \
     && strip --strip-unneeded "$site/llvmlite/binding/libllvmlite.so" \
     && find "$site" -depth -type d -name __pycache__ -empty -delete
 
