@@ -378,7 +378,7 @@ init_code=$(curl -s -o "$scratch/init.json" -w '%{http_code}' -m 10 -X POST "htt
 echo "    POST /initialize: $init_code in $(elapsed "$init_start") s: $(head -c 200 "$scratch/init.json")"
 [ "$init_code" = 200 ] || fail "the webhook role's /initialize answered $init_code"
 "${engine[@]}" rm -f "$name" >/dev/null
-ok "the webhook role answers Feishu in time and loads no model"
+ok "the webhook role answered its first webhook in $first_200_s s and loads no model in /initialize"
 
 step "image size: $size_mb MB (limit $SIZE_LIMIT_MB MB)"
 [ "$size_mb" -le "$SIZE_LIMIT_MB" ] || fail "the image is $size_mb MB, over $SIZE_LIMIT_MB MB"
