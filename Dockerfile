@@ -56,7 +56,7 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
     && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['offline-model'], sep='\n')" \
         >> /tmp/requirements.txt \
     && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
-# What no code path runs at run time, about 0.7 GB (scripts/image-smoke.sh checks what is left):
+# What no code path runs at run time, about 0.6 GB (scripts/image-smoke.sh checks what is left):
 # - torch's C++ headers, CMake files, test binaries and test libraries (torch_shm_manager stays: `import torch`
 #   looks for it); the packages' own test suites; C/C++/Cython sources (not the .pyi stubs: librosa loads its
 #   imports from one); the static symbol table
