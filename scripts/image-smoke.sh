@@ -2,9 +2,10 @@
 # Builds the image (WITH_MODELS=0) and checks it from outside, the way a deployment meets it:
 #   /health within HEALTH_BUDGET_S of the container's start; the server runs as uid 10001; ffmpeg, the CJK
 #   font and the Python imports (CPU-only torch, funasr, lark_oapi, cv2, faster_whisper) are there; the code is
-#   in the image once; `video-insight analyze` works on the committed sample with the offline Whisper model;
-#   the server exits 2 with a clear message without Feishu settings; SIGTERM stops it with exit 0 within the
-#   grace period; the webhook role answers its first webhook (start to first 200); the image size and layers.
+#   in the image once and every module of bot/ and pipeline/ imports; `video-insight analyze` works on the
+#   committed sample with the offline Whisper model; the server exits 2 with a clear message without Feishu
+#   settings; SIGTERM stops it with exit 0 within the grace period; the webhook role answers its first webhook
+#   (start to first 200); the image size and layers.
 #
 # Uses Docker when its engine answers, else podman (installed from apt when neither is there). Where the
 # official base image can not be pulled, it builds a stand-in of the same Debian release from Debian packages
@@ -199,7 +200,11 @@ run --entrypoint sh "$IMAGE" -c '
     test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc && echo "font: wqy-microhei.ttc"
     test "$(id -u)" = '"$UID_EXPECTED"' && echo "default user: uid $(id -u)"
 ' | sed 's/^/    /' || fail "ffmpeg, ffprobe, the font or the user is missing"
-run -i "$IMAGE" python - <<'PY' | sed 's/^/    /' || fail "a Python import failed (above)"
+# Every module of the source tree (bot/, pipeline/ and their subpackages), so a package left out of
+# pyproject's package list fails here, not at the first request that imports it.
+source_modules=$(find bot pipeline -name '*.py' | sed 's#/__init__\.py$##; s#\.py$##; s#/#.#g' | sort | tr '\n' ' ')
+run -i -e SMOKE_MODULES="$source_modules" "$IMAGE" python - <<'PY' | sed 's/^/    /' || fail "a Python import failed (above)"
+import importlib
 import importlib.metadata as md
 import os
 import sys
@@ -235,14 +240,19 @@ homes = {os.path.dirname(m.__file__) for m in (bot, pipeline)} | {os.path.dirnam
 assert all("site-packages" in h for h in homes), homes
 assert not os.path.exists("/app/bot") and not os.path.exists("/app/server.py"), "a second copy of the code in /app"
 print("the code is in the image once:", sorted(homes)[0])
+modules = os.environ["SMOKE_MODULES"].split()
+for name in modules:
+    importlib.import_module(name)
+packages = sorted({n for n in modules if n.count(".") == 1 and hasattr(sys.modules[n], "__path__")})
+print(f"all {len(modules)} modules of the source tree import, packages: {' '.join(packages)}")
 PY
 
-step "FunASR through AutoModel with tiny random models (tests/asr_models.py), the project's engine"
+step "FunASR through AutoModel with tiny random models (tests/support/asr_models.py), the project's engine"
 run -i -v "$PWD/tests:/smoke/tests:ro" "$IMAGE" python - <<'PY' 2>"$scratch/funasr.log" | sed 's/^/    /' \
     || { tail -n 20 "$scratch/funasr.log" >&2; fail "FunASR did not run in the image"; }
 import pathlib, subprocess, sys, tempfile
 sys.path.insert(0, "/smoke")
-from tests.asr_models import build_tiny_funasr_models
+from tests.support.asr_models import build_tiny_funasr_models
 from pipeline.asr import get_transcriber
 from pipeline.config import PipelineSettings
 root = pathlib.Path(tempfile.mkdtemp())
