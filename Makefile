@@ -1,5 +1,5 @@
 # Both entry points set themselves up (system tools, .venv/) idempotently before they run.
-.PHONY: demo test test-fast lint lint-only setup clean
+.PHONY: demo test test-fast lint lint-only setup clean image-test
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -26,6 +26,10 @@ lint-only:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Builds the image and smoke-tests it from outside (Docker, or podman; see the script's header).
+image-test:
+	bash scripts/image-smoke.sh
 
 clean:
 	rm -rf demo-output .pytest_cache .mypy_cache .ruff_cache

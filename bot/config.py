@@ -76,6 +76,19 @@ class Settings(PipelineSettings):
     )
 
     # --- Function Compute (JOB_RUNNER=fc-async) ----------------------------------------------------
+    server_role: Literal["all", "webhook"] = Field(
+        default="all",
+        description="all: this server answers Feishu and runs the jobs (FC's POST /initialize loads the speech "
+        "model). webhook: the light function of a two-function FC deployment: it answers Feishu and invokes the "
+        "worker function at JOB_INVOKE_URL for each job; /initialize loads no model and job invocations are "
+        "refused (needs JOB_RUNNER=fc-async).",
+    )
+    job_function_name: str = Field(
+        default="",
+        description="The FC function whose async tasks run the jobs, stopped with StopAsyncTask when a user "
+        "cancels; empty = this function (FC_FUNCTION_NAME). Set it on the webhook function of a two-function "
+        "deployment.",
+    )
     # FC reserves environment variable names starting with FC_ for its own (FC_REGION, FC_FUNCTION_NAME
     # are set by FC itself), so the trigger URL is also read from JOB_INVOKE_URL, the name s.yaml uses.
     fc_invoke_url: str = Field(
@@ -140,6 +153,8 @@ class Settings(PipelineSettings):
     @model_validator(mode="after")
     def _fc_async_needs(self) -> Self:
         if self.job_runner != "fc-async":
+            if self.server_role == "webhook":
+                raise ValueError("SERVER_ROLE=webhook hands every job to a worker function: set JOB_RUNNER=fc-async")
             return self
         problems = []
         if not self.fc_invoke_url:
