@@ -1,6 +1,7 @@
 """The HTTP server: a thin FastAPI adapter around ``bot.app.Bot``.
 
-    GET  /health          200 {"status": "ok"} as soon as the process listens (503 if the bot failed to start)
+    GET  /health          200 {"status": "ok"} as soon as the process listens (503 if the bot failed to start;
+                          EVENT_MODE=websocket: 503 "not_ready" while its long connection is down)
     GET  /metrics         Prometheus text (this app's own registry)
     POST /webhook/event   Feishu events and card callbacks: raw body + headers in, one call into the bot
     POST /jobs/run        one job, run to its end (JOB_RUNNER=fc-async: FC's async invocation, signed)
@@ -79,6 +80,12 @@ class BotStarter:
     def failed(self) -> bool:
         return self._future.done() and self._future.exception() is not None
 
+    def ready_now(self) -> Bot | None:
+        """The bot if it has started, without waiting."""
+        if self._future.done() and self._future.exception() is None:
+            return self._future.result()
+        return None
+
     async def get(self, timeout_s: float = READY_TIMEOUT_S) -> Bot | None:
         """The started bot, or None when it failed to start or is not ready within ``timeout_s``."""
         try:
@@ -148,6 +155,12 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     async def health() -> JSONResponse:
         if starter.failed:
             return JSONResponse({"status": "failed"}, status_code=503)
+        ready = starter.ready_now()
+        if ready is not None and ready.long_connection is not None:
+            # EVENT_MODE=websocket: without the connection no event can reach the bot.
+            state = ready.long_connection.state()
+            status, code = ("ok", 200) if state.connected else ("not_ready", 503)
+            return JSONResponse({"status": status, "long_connection": state.to_json()}, status_code=code)
         return JSONResponse({"status": "ok"})
 
     @app.get("/metrics")
@@ -240,12 +253,18 @@ def main() -> None:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format, secrets=_secrets(settings))
-    missing = settings.missing_for_webhook()
+    missing = settings.missing_for_events()
     if missing:
-        print(f"missing configuration: {', '.join(missing)} (see README.md, Configuration)", file=sys.stderr)
+        print(
+            f"missing configuration for EVENT_MODE={settings.event_mode}: {', '.join(missing)} "
+            "(see README.md, Configuration)",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
-    if not settings.feishu_encrypt_key.get_secret_value():
-        log.warning("FEISHU_ENCRYPT_KEY is not set: events arrive unencrypted and unsigned")
+    if settings.event_mode == "websocket" and not (
+        settings.feishu_encrypt_key.get_secret_value() and settings.feishu_verification_token.get_secret_value()
+    ):
+        log.info("events arrive over the long connection; POST /webhook/event refuses every event")
     # Webhooks are answered on the event loop while job and reply threads keep the GIL busy; with the
     # default 5 ms switch interval each hand-over makes a webhook wait that long, several times over.
     sys.setswitchinterval(ACK_SWITCH_INTERVAL_S)

@@ -4,6 +4,7 @@
     bot.start()                        # runner (resumes queued jobs), outbox, sweeper
     bot.warm_up()                      # imports lark_oapi and builds the SDK dispatcher (~2 s)
     bot.handle_webhook(headers, body)  # -> WebhookResponse
+    (EVENT_MODE=websocket: bot.long_connection receives events over a connection it opens to Feishu)
     bot.stop()
 
 Every part can be passed in instead (tests point the Feishu client at the fake server and pass their own
@@ -25,6 +26,7 @@ from bot.actions import CardActions
 from bot.commands import CommandRules
 from bot.config import Settings
 from bot.dedupe import SeenStore
+from bot.inbound.longconn import LongConnection
 from bot.intake import CardActionRouter, CardReplier, Intake, default_card_actions
 from bot.lifecycle import Lifecycle
 from bot.metrics import BotMetrics
@@ -91,6 +93,8 @@ class Bot:
     # CPU work under the GIL (plus short SQLite writes), done fastest where the request already is; an
     # inline outbox makes it wait on Feishu, and then requests need threads of their own.
     handler_threads: int = 0
+    # EVENT_MODE=websocket: events arrive over a connection the bot opens (None in webhook mode).
+    long_connection: LongConnection | None = None
 
     def start(self) -> None:
         self.outbox.start()
@@ -99,6 +103,8 @@ class Bot:
         self.runner.start()
         if self.sweeper is not None:
             self.sweeper.start()
+        if self.long_connection is not None:
+            self.long_connection.start()  # last: events may arrive as soon as it connects
 
     def warm_up(self) -> None:
         self.webhook.warm_up()
@@ -118,6 +124,8 @@ class Bot:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking jobs, let queued replies go out, close the stores. Jobs still running are left
         RUNNING and resumed by the next start (see ``pipeline.runner``)."""
+        if self.long_connection is not None:
+            self.long_connection.stop(timeout_s)  # first: no new events while the rest winds down
         self.runner.stop(timeout_s)
         self.lifecycle.tell_left_running()
         if self.card_updater is not None:
@@ -205,6 +213,21 @@ def build_bot(
         on_card_action=card_actions,
         clock=clock,
     )
+    long_connection = (
+        LongConnection(
+            app_id=settings.feishu_app_id,
+            app_secret=settings.feishu_app_secret.get_secret_value(),
+            domain=settings.feishu_domain,
+            route=webhook.route_event,
+            registry=metrics.registry,
+            retry_min_s=settings.long_connection_retry_min_s,
+            retry_max_s=settings.long_connection_retry_max_s,
+            warm_up=webhook.warm_up,
+            clock=clock,
+        )
+        if settings.event_mode == "websocket"
+        else None
+    )
     return Bot(
         settings=settings,
         webhook=webhook,
@@ -226,6 +249,7 @@ def build_bot(
         ),
         card_updater=card_updater,
         handler_threads=8 if isinstance(outbox, InlineOutbox) else 0,
+        long_connection=long_connection,
     )
 
 

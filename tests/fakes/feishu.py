@@ -669,6 +669,12 @@ class FakeFeishu:
         ]
         return [(m, re.compile(p), h, auth) for m, p, h, auth in routes]
 
+    def add_route(self, method: str, pattern: str, handler: Callable[..., _Reply], *, needs_auth: bool = False) -> None:
+        """Serve one more endpoint (a regex on the path; groups become arguments), e.g. the long
+        connection's (``tests/fakes/feishu_ws.py``)."""
+        with self._lock:
+            self._routes.append((method, re.compile(pattern), handler, needs_auth))
+
     def _handle(self, rec: RecordedRequest) -> _Reply | None:
         """Answer one recorded request. None = drop the connection."""
         with self._lock:
