@@ -27,6 +27,7 @@ from bot.commands import CommandRules
 from bot.config import Settings
 from bot.dedupe import SeenStore
 from bot.inbound.longconn import LongConnection
+from bot.inbound.replied import RepliedMessages
 from bot.intake import CardActionRouter, CardReplier, Intake, default_card_actions
 from bot.lifecycle import Lifecycle
 from bot.metrics import BotMetrics
@@ -200,7 +201,15 @@ def build_bot(
             clock=clock,
             cancel_elsewhere=settings.job_runner == "fc-async",
         ).register(card_actions)
-    intake = Intake(store=store, runner=runner, outbox=outbox, replier=feishu, rules=rules, metrics=metrics)
+    intake = Intake(
+        store=store,
+        runner=runner,
+        outbox=outbox,
+        replier=feishu,
+        rules=rules,
+        metrics=metrics,
+        replied=RepliedMessages(feishu, rules),
+    )
 
     webhook = WebhookHandler(
         app_id=settings.feishu_app_id,

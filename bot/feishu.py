@@ -244,6 +244,18 @@ class BitableField:
 
 
 @dataclass(frozen=True)
+class FetchedMessage:
+    """A chat message read back with the get-message API (a parent a user replied to)."""
+
+    message_id: str
+    message_type: str
+    content: str  # the raw JSON string, as in a receive event
+    chat_id: str = ""
+    sender_type: str = ""
+    deleted: bool = False  # recalled
+
+
+@dataclass(frozen=True)
 class WikiNode:
     node_token: str
     obj_token: str
@@ -877,6 +889,26 @@ class FeishuClient:
             return self._sdk.drive.v1.permission_member.transfer_owner(builder.build())
 
         self._run("drive.permission_member.transfer_owner", call)
+
+    def get_message(self, message_id: str) -> FetchedMessage:
+        """One message by id (``GET /open-apis/im/v1/messages/:message_id``); the bot must be in its chat."""
+        from lark_oapi.api.im.v1 import GetMessageRequest
+
+        def call() -> Any:
+            return self._sdk.im.v1.message.get(GetMessageRequest.builder().message_id(message_id).build())
+
+        items = self._run("im.message.get", call).data.items or []
+        if not items:
+            raise NotFound(-1, "no such message", operation="im.message.get")
+        item = items[0]
+        return FetchedMessage(
+            message_id=item.message_id or message_id,
+            message_type=item.msg_type or "",
+            content=(item.body.content if item.body is not None else "") or "",
+            chat_id=item.chat_id or "",
+            sender_type=(item.sender.sender_type if item.sender is not None else "") or "",
+            deleted=bool(item.deleted),
+        )
 
     # ---- Wiki ------------------------------------------------------------------------------------
 

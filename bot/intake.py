@@ -21,6 +21,7 @@ from bot import cards
 from bot.commands import BadOptions, CommandRules, Help, NewJob, Nothing, parse_message
 from bot.events import CardAction, CardActionReply, IncomingMessage
 from bot.feishu import stable_uuid
+from bot.inbound.replied import RepliedMessages
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from pipeline.jobs import JobStatus, JobStore
@@ -53,7 +54,9 @@ class Intake:
         replier: CardReplier,
         rules: CommandRules,
         metrics: BotMetrics,
+        replied: RepliedMessages | None = None,
     ) -> None:
+        self._replied = replied  # reads the message a reply points at (group chats)
         self._store = store
         self._runner = runner
         self._outbox = outbox
@@ -63,6 +66,12 @@ class Intake:
 
     def on_message(self, message: IncomingMessage) -> None:
         command = parse_message(message, self._rules)
+        replied = self._replied
+        if replied is not None and replied.wanted(message, command):
+            # The reply itself holds nothing: what it points at is read off the request path.
+            self._metrics.commands.labels(command="replied").inc()
+            self._outbox.submit(lambda: replied.resolve(message, self._queue, self._reply), name="reply:replied")
+            return
         if isinstance(command, NewJob):
             self._metrics.commands.labels(command="job").inc()
             self._queue(message, command.spec)

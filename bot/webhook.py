@@ -454,6 +454,7 @@ def _message_from_sdk(data: Any) -> IncomingMessage:
         sender_type=_s(getattr(sender, "sender_type", None)),
         mentions=mentions,
         tenant_key=_s(getattr(header, "tenant_key", None)),
+        parent_id=_s(getattr(message, "parent_id", None)),
     )
 
 
