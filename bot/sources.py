@@ -46,6 +46,7 @@ from bot.feishu import (
     TooLarge,
     TransientError,
 )
+from bot.wiki import resolve_wiki_base
 from pipeline.download import ByteProgress, DownloadPolicy, download, reserve_path, safe_filename
 from pipeline.errors import DownloadError, SourceError, TooLargeError
 from pipeline.models import CancelToken, FetchedFile, SourceKind, UserText, VideoSource
@@ -445,6 +446,7 @@ def expand_bitable(client: FeishuClient, source: VideoSource, *, max_rows: int) 
         raise ValueError(f"expand_bitable takes {FEISHU_BITABLE!r} sources, got {source.kind!r}")
     if max_rows < 1:
         raise ValueError("max_rows must be at least 1")
+    source = resolve_wiki_base(client, source)  # a /wiki/ link: the Base it wraps, or a clear refusal
     app_token = source.locator
     link = source.meta.get("url", "")
     view_id = source.meta.get("view_id") or None
