@@ -11,8 +11,12 @@ from bot.events import IncomingMessage
 from bot.feishu import FeishuClient
 from bot.sources import expand_bitable
 from bot.wiki import WikiBaseError, WikiNotABaseError
+from pipeline.jobs import JobStatus
 from pipeline.models import VideoSource
+from tests.e2e_support import SHORT_KEYWORDS, E2EApp, cell_text, results_table
+from tests.fakes.events import SAMPLE_OPEN_ID
 from tests.fakes.feishu import TEXT, URL, FakeFeishu
+from tests.webhook_harness import card_text
 
 BASE = "bascnInsideTheWiki000000001"
 TABLE = "tblWikiTable0001"
@@ -94,3 +98,33 @@ def test_a_wiki_the_bot_may_not_read(fake_feishu: FakeFeishu, feishu_client: Fei
     with pytest.raises(WikiBaseError) as caught:
         expand_bitable(feishu_client, wiki_source(), max_rows=10)
     assert "无权读取" in caught.value.user_message.zh and "may not read" in caught.value.user_message.en
+
+
+@pytest.mark.slow
+def test_a_wiki_base_link_end_to_end(e2e: E2EApp, short_clip_url: str) -> None:
+    e2e.fake.add_bitable(
+        BASE,
+        TABLE,
+        [{"field_name": "标题", "type": TEXT}, {"field_name": "视频链接", "type": URL}],
+        [{"标题": "季度会", "视频链接": {"text": short_clip_url, "link": short_clip_url}}],
+        table_name="素材",
+    )
+    e2e.fake.add_wiki_node(NODE, BASE, title="素材库")
+    doc_node = "wikcnMeetingNotes"
+    e2e.fake.add_wiki_node(doc_node, "doxcnNotes", obj_type="docx", title="会议纪要")
+
+    _, job = e2e.send_text(f"分析 https://acme.feishu.cn/wiki/{NODE}?table={TABLE}")
+    done = e2e.wait_finished(job.id)
+    e2e.settle_cards()
+    assert done.status is JobStatus.DONE, done.error
+    assert done.result["counts"]["ok"] == 1
+    (results,) = e2e.bases_owned_by(SAMPLE_OPEN_ID)
+    (row,) = results_table(e2e.fake, results)
+    assert all(word in cell_text(row["转写文本 Transcript"]).lower() for word in SHORT_KEYWORDS)
+
+    _, job = e2e.send_text(f"https://acme.feishu.cn/wiki/{doc_node}")
+    refused = e2e.wait_finished(job.id)
+    e2e.settle_cards()
+    assert refused.status is JobStatus.FAILED
+    text = card_text(e2e.card_message(refused).card)
+    assert "不是多维表格" in text and "not a Base" in text
