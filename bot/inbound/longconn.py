@@ -132,6 +132,7 @@ class LongConnection:
         self._state = LongConnectionState(connected=False, since=clock(), attempts=0, last_error="")
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Any = None  # lark_oapi.ws.Client, made on the thread (its tasks need its loop)
         # Set (on the loop) to end a wait early: at stop. Bound to the thread's loop at first use.
         self._wake = asyncio.Event()
         self._thread = threading.Thread(target=self._run, name="feishu-long-connection", daemon=True)
@@ -206,19 +207,7 @@ class LongConnection:
     async def _one_connection(self) -> float:
         """Open a connection, return when it has closed (the time it opened, monotonic). Raises when it
         cannot be opened."""
-        import lark_oapi as lark
-
-        client = lark.ws.Client(
-            self._app_id,
-            self._app_secret,
-            # The SDK sets its process-wide "Lark" logger to this level. CRITICAL, as everywhere in the bot
-            # (pipeline.logs): its INFO line carries the connection URL with its access key and ticket, and
-            # its ERROR lines call every ordinary close an error; the supervisor logs what happened.
-            log_level=lark.LogLevel.CRITICAL,
-            event_handler=self._dispatcher(),
-            domain=self._domain,
-            auto_reconnect=False,  # ours is below, with a backoff and a visible state
-        )
+        client = self._sdk_client()
         # The endpoint call (a blocking HTTP request, fine on this thread) and the WebSocket handshake.
         await client._connect()
         connection = client._conn
@@ -241,6 +230,26 @@ class LongConnection:
             self.metrics.connected.set(0)
             self._set_state(connected=False, error="")
         return opened_at
+
+    def _sdk_client(self) -> Any:
+        """One SDK client for the thread's life, connected again after each close (each client starts a
+        cache-sweeping task that never ends: one per attempt would pile up while Feishu refuses)."""
+        if self._client is None:
+            import lark_oapi as lark
+
+            self._client = lark.ws.Client(
+                self._app_id,
+                self._app_secret,
+                # The SDK sets its process-wide "Lark" logger to this level. CRITICAL, as everywhere in the
+                # bot (pipeline.logs): its INFO line carries the connection URL with its access key and
+                # ticket, and its ERROR lines call every ordinary close an error; the supervisor logs what
+                # happened.
+                log_level=lark.LogLevel.CRITICAL,
+                event_handler=self._dispatcher(),
+                domain=self._domain,
+                auto_reconnect=False,  # ours is in _supervise, with a backoff and a visible state
+            )
+        return self._client
 
     def _explain_failure(self, exc: Exception) -> str:
         from lark_oapi.ws.exception import ClientException, ServerException
