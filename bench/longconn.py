@@ -49,7 +49,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes import events  # noqa: E402 - after the path set-up above
+from bench.webhook import free_port, percentile  # noqa: E402 - after the path set-up above
+from tests.fakes import events  # noqa: E402
 from tests.fakes.events import EventFactory  # noqa: E402
 from tests.fakes.feishu import FakeFeishu  # noqa: E402
 from tests.fakes.feishu_ws import FakeLongConnection  # noqa: E402
@@ -91,17 +92,6 @@ class KeepAliveClient:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_connected(port: int, feishu_ws: FakeLongConnection, timeout_s: float = 90.0) -> None:
