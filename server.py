@@ -1,4 +1,4 @@
-"""The HTTP server: a thin FastAPI adapter around ``bot.app.Bot``.
+"""The HTTP server: a thin FastAPI adapter around ``bot.Bot`` (it imports only what ``bot`` exports).
 
     GET  /health          200 {"status": "ok"} as soon as the process listens (503 if the bot failed to start;
                           EVENT_MODE=websocket: 503 "not_ready" while its long connection is down)
@@ -30,12 +30,12 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from bot.config import Settings
+from bot import Answer, Settings
 from pipeline.config import ConfigError
 from pipeline.logs import configure_logging
 
 if TYPE_CHECKING:
-    from bot.app import Bot
+    from bot import Bot
 
 log = logging.getLogger("server")
 
@@ -44,7 +44,6 @@ READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 # Job invocations (fc-async) running at once in this process, each on a thread for its whole length.
 JOB_THREADS = 16
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class BotStarter:
@@ -76,15 +75,15 @@ class BotStarter:
         log.info("the bot is ready")
         self._future.set_result(bot)
 
-    @property
-    def failed(self) -> bool:
-        return self._future.done() and self._future.exception() is not None
-
     def ready_now(self) -> Bot | None:
         """The bot if it has started, without waiting."""
         if self._future.done() and self._future.exception() is None:
             return self._future.result()
         return None
+
+    @property
+    def failed(self) -> bool:
+        return self._future.done() and self._future.exception() is not None
 
     async def get(self, timeout_s: float = READY_TIMEOUT_S) -> Bot | None:
         """The started bot, or None when it failed to start or is not ready within ``timeout_s``."""
@@ -100,10 +99,14 @@ class BotStarter:
             log.info("the bot stopped")
 
 
-def _unavailable() -> JSONResponse:
-    return JSONResponse(
-        {"error": "unavailable", "message": "the bot is starting or failed to start; retry later"}, status_code=503
-    )
+def _respond(answer: Answer) -> Response:
+    if answer.raw is not None:
+        return Response(answer.raw, status_code=answer.status, media_type=answer.media_type)
+    return JSONResponse(dict(answer.body), status_code=answer.status)
+
+
+def _unavailable() -> Response:
+    return _respond(Answer.problem(503, "unavailable", "the bot is starting or failed to start; retry later"))
 
 
 async def _read_capped(request: Request, cap: int) -> bytes | None:
@@ -129,9 +132,9 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     def make_bot() -> Bot:
         if bot is not None:
             return bot
-        from bot.app import build_bot
+        from bot import Bot
 
-        return build_bot(resolved)
+        return Bot.from_settings(resolved)
 
     starter = BotStarter(make_bot)
 
@@ -152,24 +155,19 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     app.state.bot_starter = starter
 
     @app.get("/health")
-    async def health() -> JSONResponse:
+    async def health() -> Response:
         if starter.failed:
             return JSONResponse({"status": "failed"}, status_code=503)
         ready = starter.ready_now()
-        if ready is not None and ready.long_connection is not None:
-            # EVENT_MODE=websocket: without the connection no event can reach the bot.
-            state = ready.long_connection.state()
-            status, code = ("ok", 200) if state.connected else ("not_ready", 503)
-            return JSONResponse({"status": status, "long_connection": state.to_json()}, status_code=code)
-        return JSONResponse({"status": "ok"})
+        # Answered while the bot still starts too: the process is up and serving.
+        return _respond(ready.health()) if ready is not None else JSONResponse({"status": "ok"})
 
     @app.get("/metrics")
     async def metrics() -> Response:
         ready = await starter.get()
         if ready is None:
             return _unavailable()
-        content = await anyio.to_thread.run_sync(ready.render_metrics)
-        return Response(content, media_type=METRICS_CONTENT_TYPE)
+        return _respond(await anyio.to_thread.run_sync(ready.render_metrics))
 
     handler_slots: list[anyio.CapacityLimiter] = []
 
@@ -192,41 +190,35 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
             answer = await anyio.to_thread.run_sync(
                 ready.handle_webhook, request.headers, body, limiter=handler_slots[0]
             )
-        return JSONResponse(dict(answer.body), status_code=answer.status)
+        return _respond(answer)
 
     job_slots: list[anyio.CapacityLimiter] = []
 
     @app.post("/jobs/run")
     async def run_job_invocation(request: Request) -> Response:
-        from bot.jobrun import MAX_BODY_BYTES
-
-        body = await _read_capped(request, MAX_BODY_BYTES)
         ready = await starter.get()
         if ready is None:
             return _unavailable()
+        body = await _read_capped(request, ready.MAX_JOB_BODY_BYTES)
         if not job_slots:
             job_slots.append(anyio.CapacityLimiter(JOB_THREADS))
         # The job runs to its end inside this request, on threads of its own (never the webhook's).
-        answer = await anyio.to_thread.run_sync(
-            ready.lifecycle.run_invocation, request.headers, body, limiter=job_slots[0]
-        )
-        return JSONResponse(dict(answer.body), status_code=answer.status)
+        answer = await anyio.to_thread.run_sync(ready.run_job_invocation, request.headers, body, limiter=job_slots[0])
+        return _respond(answer)
 
     @app.post("/initialize")
     async def initialize() -> Response:
         ready = await starter.get()
         if ready is None:
             return _unavailable()
-        answer = await anyio.to_thread.run_sync(ready.lifecycle.initialize)
-        return JSONResponse(dict(answer.body), status_code=answer.status)
+        return _respond(await anyio.to_thread.run_sync(ready.initialize))
 
     @app.get("/pre-stop")
     async def pre_stop() -> Response:
         ready = await starter.get()
         if ready is None:
             return JSONResponse({"status": "stopping", "interrupted": []})
-        answer = await anyio.to_thread.run_sync(ready.lifecycle.pre_stop)
-        return JSONResponse(dict(answer.body), status_code=answer.status)
+        return _respond(await anyio.to_thread.run_sync(ready.pre_stop))
 
     return app
 

@@ -5,7 +5,7 @@
 
 One ``python server.py`` (the real entry point) runs with ``EVENT_MODE=websocket`` AND the webhook's
 Encrypt Key and Verification Token set, so both doors of the same bot are open at once: the long
-connection it opens to the fake Feishu (``tests/fakes/feishu_ws.py``, in this process: the endpoint call
+connection it opens to the fake Feishu (``tests/support/feishu/ws.py``, in this process: the endpoint call
 and a loopback WebSocket speaking the SDK's protobuf frames), and ``POST /webhook/event``.
 
 Events alternate between the two paths, one at a time at a fixed pace (open loop), so both see the same
@@ -50,10 +50,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.webhook import free_port, percentile  # noqa: E402 - after the path set-up above
-from tests.fakes import events  # noqa: E402
-from tests.fakes.events import EventFactory  # noqa: E402
-from tests.fakes.feishu import FakeFeishu  # noqa: E402
-from tests.fakes.feishu_ws import FakeLongConnection  # noqa: E402
+from tests.support import events  # noqa: E402
+from tests.support.events import EventFactory  # noqa: E402
+from tests.support.feishu import FakeFeishu  # noqa: E402
+from tests.support.feishu.ws import FakeLongConnection  # noqa: E402
 
 REPLY_PATH = "/open-apis/im/v1/messages/*/reply"
 

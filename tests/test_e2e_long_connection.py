@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.jobs import JobStatus
-from tests.e2e_support import E2EApp, E2EEnv, e2e_settings_overrides, results_table
-from tests.fakes import events
-from tests.fakes.events import SAMPLE_OPEN_ID, EventFactory
-from tests.fakes.feishu import FakeFeishu
-from tests.fakes.feishu_ws import FakeLongConnection
-from tests.fakes.media_server import MediaServer
-from tests.webhook_harness import WebhookEnv, callback_values, webhook_settings
+from tests.support import events
+from tests.support.e2e_support import E2EApp, E2EEnv, e2e_settings_overrides, results_table
+from tests.support.events import SAMPLE_OPEN_ID, EventFactory
+from tests.support.feishu import FakeFeishu
+from tests.support.feishu.ws import FakeLongConnection
+from tests.support.media_server import MediaServer
+from tests.support.webhook_harness import WebhookEnv, callback_values, webhook_settings
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from bot import cards
-from bot.commands import BadOptions, Command, CommandRules, Help, NewJob, Nothing, parse_message
-from bot.events import IncomingMessage
 from bot.feishu import FeishuError, FetchedMessage, MessageGone, NotFound
+from bot.inbound.commands import BadOptions, Command, CommandRules, Help, NewJob, Nothing, parse_message
+from bot.inbound.events import IncomingMessage
 from pipeline.models import JobSpec, UserText
 
 log = logging.getLogger(__name__)
