@@ -230,6 +230,7 @@ def build_bot(
             rules=rules,
             clock=clock,
             cancel_elsewhere=hosting.jobs_elsewhere,
+            folders=feishu,
         ).register(card_actions)
     intake = Intake(
         store=store,

@@ -65,3 +65,14 @@ class Drive(Transport):
             return self._sdk.drive.v1.permission_member.transfer_owner(builder.build())
 
         self._run("drive.permission_member.transfer_owner", call)
+
+    def may(self, token: str, *, doc_type: str, action: str) -> bool:
+        """Whether the app may do ``action`` (view, edit, ...) on a document or folder
+        (``GET /open-apis/drive/v1/permissions/:token/members/auth``)."""
+        from lark_oapi.api.drive.v1 import AuthPermissionMemberRequest
+
+        def call() -> Any:
+            request = AuthPermissionMemberRequest.builder().token(token).type(doc_type).action(action).build()
+            return self._sdk.drive.v1.permission_member.auth(request)
+
+        return bool(self._run("drive.permission_member.auth", call).data.auth_result)

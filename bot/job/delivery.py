@@ -544,10 +544,10 @@ def delivery_error(exc: FeishuError) -> dict[str, Any]:
     """The results table could not be written: why, and what to do."""
     if isinstance(exc, PermissionDenied):
         message = UserText(
-            zh="视频已分析完，但机器人没有权限在目标位置创建多维表格（例如没有目标文件夹的编辑权限）。"
-            "请把文件夹共享给机器人应用，或不指定文件夹，然后点「重试」。",
-            en="The videos were analysed, but the bot may not create a Base where it was asked to (no edit access "
-            "to the target folder, say). Share the folder with the bot's app, or leave the folder out, then click "
+            zh="视频已分析完，但机器人没有权限创建或共享结果多维表格。请管理员确认应用已开通云文档权限"
+            "（drive:drive、bitable:app），然后点「重试」。",
+            en="The videos were analysed, but the bot may not create or share the results Base. Ask the "
+            "administrator to check that the app has the Drive scopes (drive:drive, bitable:app), then click "
             "“Retry”.",
         )
     elif isinstance(exc, RateLimited | TransientError):

@@ -39,6 +39,7 @@ from bot.feishu import (
     FeishuClient,
     FeishuError,
     NotFound,
+    PermissionDenied,
 )
 from bot.job.record import SkippedRow
 from bot.job.result_rows import (
@@ -202,7 +203,24 @@ class _Run:
         if self.state.get("app_token"):
             return
         name = " ".join(title.split())[:MAX_BASE_NAME_CHARS] or f"视频分析 Video analysis {self.job_id}"
-        app = self.client.create_bitable_app(name, folder_token)
+        try:
+            app = self.client.create_bitable_app(name, folder_token)
+        except (PermissionDenied, NotFound) as err:
+            if not folder_token:
+                raise
+            # The folder turned unusable after the job was accepted: the analysis is done, so the Base goes
+            # to the app's own space (and is handed over like any other) rather than the work being lost.
+            log.warning("job %s: no Base in folder %s (%s); created in the app's space", self.job_id, folder_token, err)
+            app = self.client.create_bitable_app(name, "")
+            self.note(
+                UserText(
+                    zh="无法在指定的文件夹中创建结果表格（机器人没有该文件夹的编辑权限，或文件夹已不存在），"
+                    "表格已创建在机器人的空间并转给你。要存到文件夹，请把机器人所在的群加为文件夹协作者（可编辑）。",
+                    en="The results Base could not be created in the folder you chose (the bot may not edit it, or it "
+                    "no longer exists), so it was created in the bot's space and handed over to you. To save into "
+                    "the folder, give a group that contains the bot edit access to it.",
+                )
+            )
         self.state.update(app_token=app.app_token, url=app.url, default_table_id=app.default_table_id)
         log.info("job %s: results Base %s created", self.job_id, app.app_token)
         self.checkpoint()

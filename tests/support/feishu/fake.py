@@ -95,6 +95,9 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
         self.images: dict[str, bytes] = {}
         self.resources: dict[tuple[str, str], FakeMedia] = {}
         self.wiki_nodes: dict[str, dict[str, str]] = {}
+        # Drive folders the app has less than edit access to ("view", "none") or that do not exist
+        # ("missing"); any other folder token is one the app may edit.
+        self.folder_access: dict[str, str] = {}
         self.issued_tokens: list[str] = []
 
         self._lock = threading.RLock()
@@ -415,6 +418,7 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
             ("GET", rf"^/cdn/tmp/{seg}$", self._tmp_download, False),
             ("POST", rf"^/open-apis/drive/v1/permissions/{seg}/members/transfer_owner$", self._transfer_owner, True),
             ("POST", rf"^/open-apis/drive/v1/permissions/{seg}/members$", self._add_member, True),
+            ("GET", rf"^/open-apis/drive/v1/permissions/{seg}/members/auth$", self._auth_member, True),
             ("GET", r"^/open-apis/wiki/v2/spaces/get_node$", self._wiki_node, True),
         ]
         return [(m, re.compile(p), h, auth) for m, p, h, auth in routes]

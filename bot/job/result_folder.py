@@ -1,0 +1,54 @@
+"""Whether the results Base can go into a Drive folder, asked when a job is accepted.
+
+An app cannot be made a collaborator of a person's folder directly: the platform's way is to give a
+group that contains the bot edit (or manage) rights on the folder. So a folder named in the task form is
+checked with the permission API (``members/auth``, ``action=edit``) before the job is queued, and an
+unusable one is answered at once instead of after all the analysis. A folder that turns unusable later
+does not lose finished work: the results sink falls back to the app's own space (``results_sink``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from bot.feishu import FeishuError, NotFound, PermissionDenied
+from pipeline.models import UserText
+
+log = logging.getLogger(__name__)
+
+HOW_TO_SHARE_ZH = (
+    "请把机器人所在的群加为该文件夹的协作者（可编辑或可管理），或不填写文件夹（结果会存到机器人的空间并转给你）。"
+)
+HOW_TO_SHARE_EN = (
+    "Give a group that contains the bot edit (or manage) access to the folder, or leave the folder out (the "
+    "results then go to the bot's space and are handed over to you)."
+)
+
+
+class FolderAccess(Protocol):
+    """The one thing this needs from ``bot.feishu.FeishuClient``."""
+
+    def may(self, token: str, *, doc_type: str, action: str) -> bool: ...
+
+
+def folder_problem(client: FolderAccess, folder_token: str) -> UserText | None:
+    """Why the app cannot create a Base in the folder, or None when it can (or when Feishu could not say:
+    the job then goes ahead and the results sink's fallback keeps its results)."""
+    try:
+        if client.may(folder_token, doc_type="folder", action="edit"):
+            return None
+    except NotFound:
+        return UserText(
+            zh=f"找不到这个文件夹（可能已被删除，或链接不完整）。{HOW_TO_SHARE_ZH}",
+            en=f"This folder does not exist (it may have been deleted, or the link is cut short). {HOW_TO_SHARE_EN}",
+        )
+    except PermissionDenied:
+        pass
+    except FeishuError as exc:
+        log.warning("could not check access to folder %s: %s; the job goes ahead", folder_token, exc)
+        return None
+    return UserText(
+        zh=f"机器人没有这个文件夹的编辑权限，无法在其中创建结果表格。{HOW_TO_SHARE_ZH}",
+        en=f"The bot may not edit this folder, so it cannot create the results Base there. {HOW_TO_SHARE_EN}",
+    )
