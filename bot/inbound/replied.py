@@ -21,9 +21,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from bot import cards
-from bot.feishu import FeishuError, FetchedMessage, MessageGone, NotFound
+from bot.feishu import FeishuError, FetchedMessage, MessageGone, NotFound, ScopeMissing
 from bot.inbound.commands import BadOptions, Command, CommandRules, Help, NewJob, Nothing, parse_message
 from bot.inbound.events import IncomingMessage
+from bot.scopes import missing_scope_text
 from pipeline.models import JobSpec, UserText
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ class RepliedMessages:
         """Read the parent and queue its job, or answer why not. Runs on the outbox."""
         try:
             parent = self._reader.get_message(message.parent_id)
+        except ScopeMissing as exc:
+            log.info("the replied-to message cannot be read: %s", exc)
+            self._answer(message, reply, missing_scope_text(exc))
+            return
         except (MessageGone, NotFound) as exc:
             log.info("the replied-to message cannot be read: %s", exc)
             self._answer(message, reply, PARENT_GONE)

@@ -28,6 +28,7 @@ from bot.feishu import (
     FeishuError,
     NotFound,
     PermissionDenied,
+    ScopeMissing,
 )
 from bot.inbound.commands import FEISHU_BITABLE, classify_link, find_links
 from bot.job.feishu_sources import (
@@ -37,6 +38,7 @@ from bot.job.feishu_sources import (
     BitableNotFoundError,
     BitableNoVideoError,
     BitableSourceError,
+    MissingScopeError,
 )
 from bot.job.record import SkippedRow
 from bot.job.wiki_bases import resolve_wiki_base
@@ -254,6 +256,8 @@ def _read_table(
             records = list(
                 client.iter_records(app_token, table.table_id, view_id=view_id, field_names=wanted, page_size=50)
             )
+    except ScopeMissing as err:
+        raise MissingScopeError(err) from err
     except PermissionDenied as err:
         raise BitableAccessError(f"cannot read Base {app_token}: {err}") from err
     except NotFound as err:

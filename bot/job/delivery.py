@@ -44,11 +44,13 @@ from bot.feishu import (
     FeishuError,
     PermissionDenied,
     RateLimited,
+    ScopeMissing,
     TransientError,
 )
 from bot.inbound.commands import FEISHU_BITABLE
 from bot.job.card_updater import CardSink
 from bot.job.record import DeliveryNotes, JobResult, progress_record
+from bot.scopes import missing_scope_text
 from pipeline.errors import JobCancelled, PipelineError
 from pipeline.jobs import Job, JobStatus, job_error
 from pipeline.jobs.progress import BatchProgress
@@ -521,7 +523,9 @@ class _JobRun:
 
 def feishu_job_error(exc: FeishuError) -> dict[str, Any]:
     """A Feishu failure outside the results table (reading sources, say)."""
-    if isinstance(exc, RateLimited | TransientError):
+    if isinstance(exc, ScopeMissing):
+        message = missing_scope_text(exc)
+    elif isinstance(exc, RateLimited | TransientError):
         message = UserText(
             zh="飞书暂时不可用或繁忙，任务没有完成。请稍后重新发送。",
             en="Feishu was unavailable or busy, so the job did not finish. Send it again later.",
@@ -542,7 +546,13 @@ def feishu_job_error(exc: FeishuError) -> dict[str, Any]:
 
 def delivery_error(exc: FeishuError) -> dict[str, Any]:
     """The results table could not be written: why, and what to do."""
-    if isinstance(exc, PermissionDenied):
+    if isinstance(exc, ScopeMissing):
+        text = missing_scope_text(exc)
+        message = UserText(
+            zh="视频已分析完，但结果没能写入多维表格。" + text.zh,
+            en="The videos were analysed, but the results could not be written to a Base. " + text.en,
+        )
+    elif isinstance(exc, PermissionDenied):
         message = UserText(
             zh="视频已分析完，但机器人没有权限创建或共享结果多维表格。请管理员确认应用已开通云文档权限"
             "（drive:drive、bitable:app），然后点「重试」。",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from bot.feishu import FeishuError, NotFound, PermissionDenied
+from bot.feishu import FeishuError, NotFound, PermissionDenied, ScopeMissing
 from pipeline.models import UserText
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ def folder_problem(client: FolderAccess, folder_token: str) -> UserText | None:
             zh=f"找不到这个文件夹（可能已被删除，或链接不完整）。{HOW_TO_SHARE_ZH}",
             en=f"This folder does not exist (it may have been deleted, or the link is cut short). {HOW_TO_SHARE_EN}",
         )
+    except ScopeMissing as exc:
+        # The check itself is not allowed: say nothing about the folder; the sink's fallback keeps the work.
+        log.warning("could not check access to folder %s: %s; the job goes ahead", folder_token, exc)
+        return None
     except PermissionDenied:
         pass
     except FeishuError as exc:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
-from bot.feishu import FeishuError, NotFound, PermissionDenied, WikiNode
+from bot.feishu import FeishuError, NotFound, PermissionDenied, ScopeMissing, WikiNode
 from bot.inbound.commands import WIKI_TOKEN
+from bot.scopes import missing_scope_text
 from pipeline.errors import SourceError
 from pipeline.models import UserText, VideoSource
 
@@ -60,6 +61,8 @@ def resolve_wiki_base(client: WikiReader, source: VideoSource) -> VideoSource:
                 "Open the Base in the wiki, copy the address bar link and send it again.",
             ),
         ) from err
+    except ScopeMissing as err:
+        raise WikiBaseError(f"scope missing for wiki node {token}: {err}", missing_scope_text(err)) from err
     except PermissionDenied as err:
         raise WikiBaseError(
             f"no access to wiki node {token}: {err}",
