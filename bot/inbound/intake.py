@@ -168,11 +168,20 @@ class CardActionRouter:
         return action in self._handlers
 
     def __call__(self, action: CardAction) -> CardActionReply:
-        handler = self._handlers.get(action.action)
+        name = action.action or _form_submit(action)
+        handler = self._handlers.get(name)
         if handler is None:
-            log.info("card action %r has no handler; answered with a toast", action.action[:40])
+            log.info("card action %r has no handler; answered with a toast", name[:40])
             return STALE_ACTION
         return handler(action)
+
+
+def _form_submit(action: CardAction) -> str:
+    """A form sent without the button's callback value (some clients drop it): the button's name and the
+    form's fields still say what it is."""
+    if action.name == cards.FORM_SUBMIT_BUTTON and action.form_value:
+        return cards.SUBMIT_TASK_FORM
+    return ""
 
 
 def default_card_actions() -> CardActionRouter:

@@ -314,6 +314,27 @@ def test_a_form_folder_the_bot_cannot_use_is_answered_at_once(
     assert expected_en in body["toast"]["i18n"]["en_us"]
 
 
+def test_a_form_sent_without_the_buttons_value_still_routes(app: WebhookClient, jobs: ScriptedJobs) -> None:
+    """Feishu's callback may carry only ``action.name`` and ``form_value`` (no ``value``): still the form."""
+    body = click(
+        app,
+        {},
+        form_value={"links": "https://v.example.com/a.mp4"},
+        open_message_id=FORM_CARD,
+        name="submit",
+    )
+    assert body["toast"]["type"] == "success"
+    (job,) = app.all_jobs()
+    assert [s.locator for s in job.spec.sources] == ["https://v.example.com/a.mp4"]
+    jobs.wait_started(job.id)
+
+
+def test_a_valueless_click_that_is_not_the_form_is_stale(app: WebhookClient) -> None:
+    body = click(app, {}, name="submit")  # the button's name, but no form fields
+    assert "按钮已失效" in body["toast"]["content"]
+    assert app.all_jobs() == []
+
+
 def test_a_form_without_a_folder_asks_feishu_nothing(app: WebhookClient, jobs: ScriptedJobs) -> None:
     body = submit(app, {"links": "https://v.example.com/a.mp4"})
     assert body["toast"]["type"] == "success"
