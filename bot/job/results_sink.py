@@ -69,6 +69,11 @@ log = logging.getLogger(__name__)
 
 # Feishu: this client_token was used before with a different request body.
 CLIENT_TOKEN_CONFLICT = 1255006
+# Feishu: "the same request was submitted repeatedly" (an earlier identical call may still be in flight, or
+# may have been applied): possibly applied, so the table is read before the chunk is sent again.
+POSSIBLY_APPLIED = 1254608
+POSSIBLY_APPLIED_TRIES = 3
+POSSIBLY_APPLIED_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ class BitableSink:
         self._client = client
         self._default_folder_token = default_folder_token
         self._throttle = _Throttle(upload_qps, clock, sleep)
+        self._sleep = sleep
 
     def write(
         self,
@@ -298,7 +304,6 @@ class _Run:
         prepared: dict[str, Any] = self.state.setdefault("prepared", {})
         done = chunks[written - 1][1] if written else 0
         self._progress(done, total)
-        app_token, table_id = self.state["app_token"], self.state["table_id"]
         for index in range(written, len(chunks)):
             start, end = chunks[index]
             for position in range(start, end):
@@ -311,17 +316,7 @@ class _Run:
                 self._progress(position + 1, total)
             records = [row_record(rows[p], PreparedUploads.from_dict(prepared[str(p)])) for p in range(start, end)]
             self.check_cancel()
-            try:
-                self.client.batch_create_records(
-                    app_token, table_id, records, client_token=rows_client_token(self.job_id, index)
-                )
-            except FeishuError as err:
-                if err.code != CLIENT_TOKEN_CONFLICT:
-                    raise
-                # Feishu has seen this chunk's token with another body: an attempt before a crash was
-                # applied, and the resumed job analysed the videos again (timings differ). Those rows
-                # are in the table once; sending them again under a new token would duplicate them.
-                log.warning("job %s: rows chunk %d was already written before a restart", self.job_id, index)
+            self._create_chunk(index, records, rows_before=start)
             for position in range(start, end):
                 prepared.pop(str(position), None)
             self.state["chunks_written"] = index + 1
@@ -329,6 +324,32 @@ class _Run:
             self.checkpoint()
         self._progress(total, total)
         return int(self.state.get("rows_written", 0))
+
+    def _create_chunk(self, index: int, records: list[dict[str, Any]], *, rows_before: int) -> None:
+        app_token, table_id = self.state["app_token"], self.state["table_id"]
+        for attempt in range(1, POSSIBLY_APPLIED_TRIES + 1):
+            try:
+                self.client.batch_create_records(
+                    app_token, table_id, records, client_token=rows_client_token(self.job_id, index)
+                )
+                return
+            except FeishuError as err:
+                if err.code == CLIENT_TOKEN_CONFLICT:
+                    # Feishu has seen this chunk's token with another body: an attempt before a crash was
+                    # applied, and the resumed job analysed the videos again (timings differ). Those rows
+                    # are in the table once; sending them again under a new token would duplicate them.
+                    log.warning("job %s: rows chunk %d was already written before a restart", self.job_id, index)
+                    return
+                if err.code != POSSIBLY_APPLIED or attempt == POSSIBLY_APPLIED_TRIES:
+                    raise
+            # 1254608: look before writing again. The table is this job's own, so its row count says
+            # whether the chunk landed.
+            self.sink._sleep(POSSIBLY_APPLIED_WAIT_S * attempt)
+            present = sum(1 for _ in self.client.iter_records(app_token, table_id))
+            if present >= rows_before + len(records):
+                log.warning("job %s: rows chunk %d answered 1254608 but was applied", self.job_id, index)
+                return
+            log.warning("job %s: rows chunk %d answered 1254608 and is not in the table; again", self.job_id, index)
 
     def _progress(self, done: int, total: int) -> None:
         if self.on_progress is not None:

@@ -196,12 +196,14 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
         msg: str | None = None,
         body: bytes | None = None,
         drop_connection: bool = False,
+        applied: bool = False,
     ) -> None:
         """Answer the next ``times`` matching requests (``None`` = all) with an error instead.
 
         Defaults: 429 / 99991400 with ``x-ogw-ratelimit-limit`` and ``x-ogw-ratelimit-reset: 1``;
         5xx default to code 1 "internal error". ``body`` replaces the JSON body (e.g. an HTML 502 page);
-        ``drop_connection`` closes the socket without answering. Faults are checked before auth."""
+        ``drop_connection`` closes the socket without answering; ``applied`` carries the request out first
+        (Feishu's "possibly applied" answers, such as 1254608). Faults are checked before auth."""
         if code is None:
             code = 99991400 if status == 429 else 1
         if msg is None:
@@ -222,6 +224,7 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
                     headers=all_headers,
                     body=body,
                     drop_connection=drop_connection,
+                    applied=applied,
                 )
             )
 
@@ -438,6 +441,10 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
             time.sleep(delay.seconds)
         with self._lock:
             fault = self._take_rule(self._faults, rec)
+            if fault is not None and fault.applied:
+                rec.fault = True
+                self._route(rec)  # done, whatever it answered; the caller hears the error
+                return self._error(fault.status, fault.code, fault.msg)
             if fault is not None:
                 rec.fault = True
                 if fault.drop_connection:
@@ -447,18 +454,22 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
                 reply = self._error(fault.status, fault.code, fault.msg)
                 reply.headers.extend(fault.headers.items())
                 return reply
-            for method, pattern, handler, needs_auth in self._routes:
-                match = pattern.match(rec.path)
-                if match is None or method != rec.method:
-                    continue
-                try:
-                    if needs_auth:
-                        self._check_token(rec)
-                    params = [unquote(g) for g in match.groups()]
-                    return handler(rec, *params)
-                except FeishuApiError as err:
-                    return self._error(err.status, err.code, err.msg)
-            return self._error(404, 404, f"404 page not found: {rec.method} {rec.path}")
+            return self._route(rec)
+
+    def _route(self, rec: RecordedRequest) -> _Reply:
+        """The endpoint's answer (called with the lock held)."""
+        for method, pattern, handler, needs_auth in self._routes:
+            match = pattern.match(rec.path)
+            if match is None or method != rec.method:
+                continue
+            try:
+                if needs_auth:
+                    self._check_token(rec)
+                params = [unquote(g) for g in match.groups()]
+                return handler(rec, *params)
+            except FeishuApiError as err:
+                return self._error(err.status, err.code, err.msg)
+        return self._error(404, 404, f"404 page not found: {rec.method} {rec.path}")
 
     @staticmethod
     def _take_rule(rules: list[Any], rec: RecordedRequest) -> Any:
