@@ -39,6 +39,13 @@ class Settings(PipelineSettings):
         default="",
         description="Drive folder for result Bases; empty = the app's own space (ownership is still transferred).",
     )
+    feishu_upload_daily_limit: int = Field(
+        default=10_000,
+        ge=0,
+        description="Drive uploads (screenshots, files into Base cells) this app may make a day: Feishu allows "
+        "10,000 per app (UTC+8 days). Counted in the state database; when a job would go over, the contact "
+        "sheet and subtitles go first, then screenshots, and the card and row say what was left out.",
+    )
 
     # --- how events arrive -------------------------------------------------------------------------
     event_mode: Literal["websocket", "webhook"] = Field(

@@ -150,9 +150,14 @@ class Delivery:
     def sink(self) -> BitableSink:
         with self._lock:
             if self._sink is None:
+                from bot.app import state_path
                 from bot.job.results_sink import BitableSink
+                from bot.job.upload_quota import UploadQuota
 
-                self._sink = BitableSink(self.feishu, default_folder_token=self.settings.feishu_folder_token)
+                quota = UploadQuota(state_path(self.settings), daily_limit=self.settings.feishu_upload_daily_limit)
+                self._sink = BitableSink(
+                    self.feishu, default_folder_token=self.settings.feishu_folder_token, quota=quota
+                )
             return self._sink
 
     def expand(self, source: VideoSource, max_rows: int) -> BitableExpansion:

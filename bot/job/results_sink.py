@@ -57,6 +57,7 @@ from bot.job.result_rows import (
     table_url_for,
     transcript_cells,
 )
+from bot.job.upload_quota import UploadQuota
 from bot.keys import rows_client_token
 from pipeline.download import safe_filename
 from pipeline.models import CancelToken, UserText, VideoResult
@@ -109,6 +110,24 @@ class _Throttle:
             self._sleep(slot - now)
 
 
+def upload_keys(row: ResultRow) -> list[tuple[str, tuple[int, int]]]:
+    """The uploads a row wants, each with its priority when the day's allowance runs short (lower first):
+    contact sheet, subtitles, full transcript, then screenshots by rank. Keys match ``_Run._prepare``."""
+    result = row.video
+    if result is None:
+        return []
+    keys: list[tuple[str, tuple[int, int]]] = []
+    outputs = result.outputs
+    if outputs is not None and outputs.contact_sheet is not None:
+        keys.append(("sheet", (0, 0)))
+    if outputs is not None and outputs.subtitles_srt is not None:
+        keys.append(("srt", (1, 0)))
+    if outputs is not None and result.transcript is not None and transcript_cells(result.transcript).cut:
+        keys.append(("txt", (2, 0)))
+    keys.extend((f"shot:{n}", (3, n)) for n in range(1, len(result.screenshots) + 1))
+    return keys
+
+
 class BitableSink:
     """Writes a job's results into a new Base. Share one instance per process: its upload throttle
     spans every job it writes, and Feishu's 5 QPS for ``upload_all`` is per app. Each job writes its
@@ -122,6 +141,7 @@ class BitableSink:
         upload_qps: float = 4.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        quota: UploadQuota | None = None,
     ) -> None:
         if not 0 < upload_qps < UPLOAD_QPS_CEILING:
             raise ValueError(f"upload_qps must be above 0 and below Feishu's {UPLOAD_QPS_CEILING:g} QPS")
@@ -129,6 +149,7 @@ class BitableSink:
         self._default_folder_token = default_folder_token
         self._throttle = _Throttle(upload_qps, clock, sleep)
         self._sleep = sleep
+        self._quota = quota  # the app's daily upload allowance; None = not counted
 
     def write(
         self,
@@ -304,12 +325,13 @@ class _Run:
         prepared: dict[str, Any] = self.state.setdefault("prepared", {})
         done = chunks[written - 1][1] if written else 0
         self._progress(done, total)
+        self._plan_uploads(rows, done, prepared)
         for index in range(written, len(chunks)):
             start, end = chunks[index]
             for position in range(start, end):
                 self.check_cancel()
                 if str(position) not in prepared:
-                    outcome = self._prepare(rows[position])
+                    outcome = self._prepare(rows[position], position)
                     prepared[str(position)] = outcome.to_dict()
                     if outcome.files or outcome.notes:
                         self.checkpoint()
@@ -369,7 +391,50 @@ class _Run:
         self.checkpoint()
         return chunks
 
-    def _prepare(self, row: ResultRow) -> PreparedUploads:
+    def _plan_uploads(self, rows: Sequence[ResultRow], done: int, prepared: Mapping[str, Any]) -> None:
+        """Reserve today's uploads for the rows still to write, once per job (kept in the checkpoint). When
+        fewer are left than wanted, the most useful go first: every contact sheet, then subtitles, then
+        full transcripts, then screenshots by rank (each video's first ones before anyone's later ones)."""
+        quota = self.sink._quota
+        if quota is None or "uploads_left_out" in self.state:
+            return
+        wanted = [
+            (priority, position, key)
+            for position in range(done, len(rows))
+            if str(position) not in prepared
+            for key, priority in upload_keys(rows[position])
+        ]
+        granted = quota.take(len(wanted))
+        left_out: dict[str, list[str]] = {}
+        for _, position, key in sorted(wanted)[granted:]:
+            left_out.setdefault(str(position), []).append(key)
+        self.state["uploads_left_out"] = left_out
+        if left_out:
+            missing = len(wanted) - granted
+            log.warning("job %s: %d of %d uploads left out (daily quota)", self.job_id, missing, len(wanted))
+            self.note(
+                UserText(
+                    zh=f"今天飞书的上传额度（每个应用每天 {quota.daily_limit} 次）不够：{missing} 个附件未上传，"
+                    "已优先上传截图总览和字幕。未上传的附件已写在对应行的备注里。",
+                    en=f"Feishu's upload allowance for today ({quota.daily_limit} a day per app) ran short: "
+                    f"{missing} attachment(s) were not uploaded; contact sheets and subtitles went first. Each "
+                    "row's notes say what it is missing.",
+                )
+            )
+        self.checkpoint()
+
+    def _allowed(self, position: int, key: str, label: UserText, outcome: PreparedUploads) -> bool:
+        if key not in self.state.get("uploads_left_out", {}).get(str(position), ()):
+            return True
+        outcome.notes.append(
+            UserText(
+                zh=f"{label.zh}未上传：今天的飞书上传额度已用完。",
+                en=f"The {label.en} was not uploaded: today's Feishu upload allowance ran out.",
+            )
+        )
+        return False
+
+    def _prepare(self, row: ResultRow, position: int) -> PreparedUploads:
         """Upload a video row's files; notes say what could not be attached."""
         outcome = PreparedUploads()
         result = row.video
@@ -381,19 +446,25 @@ class _Run:
                 zh=f"截图 {n}（{format_clock(shot.time_s)}）", en=f"screenshot {n} ({format_clock(shot.time_s)})"
             )
             name = f"{n:02d}-{format_clock(shot.time_s).replace(':', '-')}{shot.path.suffix or '.jpg'}"
-            self._upload(outcome, Col.SCREENSHOTS, shot.path, "bitable_image", name, label)
+            if self._allowed(position, f"shot:{n}", label, outcome):
+                self._upload(outcome, Col.SCREENSHOTS, shot.path, "bitable_image", name, label)
         outputs = result.outputs
         if outputs is not None and outputs.contact_sheet is not None:
             label = UserText(zh="截图总览", en="contact sheet")
-            self._upload(outcome, Col.CONTACT_SHEET, outputs.contact_sheet, "bitable_image", f"{stem}-总览.jpg", label)
+            if self._allowed(position, "sheet", label, outcome):
+                sheet = outputs.contact_sheet
+                self._upload(outcome, Col.CONTACT_SHEET, sheet, "bitable_image", f"{stem}-总览.jpg", label)
         if outputs is not None and outputs.subtitles_srt is not None:
             label = UserText(zh="字幕文件", en="subtitles file")
-            self._upload(outcome, Col.SUBTITLES, outputs.subtitles_srt, "bitable_file", f"{stem}.srt", label)
+            if self._allowed(position, "srt", label, outcome):
+                self._upload(outcome, Col.SUBTITLES, outputs.subtitles_srt, "bitable_file", f"{stem}.srt", label)
         transcript = result.transcript
         if transcript is not None and transcript_cells(transcript).cut:
             label = UserText(zh="完整转写文件", en="full transcript file")
             txt = outputs.transcript_txt if outputs is not None else None
-            if txt is not None and txt.is_file():
+            if outputs is not None and not self._allowed(position, "txt", label, outcome):
+                pass
+            elif txt is not None and txt.is_file():
                 self._upload(outcome, Col.FULL_TRANSCRIPT, txt, "bitable_file", f"{stem}.txt", label)
             elif outputs is not None:
                 # Written beside the video's other outputs: inside the job's workspace, removed with it.
