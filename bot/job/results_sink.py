@@ -150,6 +150,8 @@ class BitableSink:
         self._throttle = _Throttle(upload_qps, clock, sleep)
         self._sleep = sleep
         self._quota = quota  # the app's daily upload allowance; None = not counted
+        # Feishu refuses overlapping uploads from one app (1061045): one at a time across all jobs here.
+        self._upload_lock = threading.Lock()
 
     def write(
         self,
@@ -502,11 +504,12 @@ class _Run:
                 )
             )
             return
-        self.throttle.wait()
         try:
-            token = self.client.upload_media(
-                path, parent_type=parent_type, parent_node=self.state["app_token"], file_name=name
-            )
+            with self.sink._upload_lock:
+                self.throttle.wait()
+                token = self.client.upload_media(
+                    path, parent_type=parent_type, parent_node=self.state["app_token"], file_name=name
+                )
         except CredentialsRejected:
             raise
         except (FeishuError, OSError) as err:
