@@ -35,6 +35,7 @@ from bot.inbound.replied import RepliedMessages
 from bot.inbound.webhook import WebhookHandler
 from bot.job.card_updater import CardUpdater as ProgressCards
 from bot.job.card_updater import final_card_hook
+from bot.job.result_folder import DefaultFolder
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from pipeline.config import ConfigError
@@ -240,6 +241,9 @@ def build_bot(
         rules=rules,
         metrics=metrics,
         replied=RepliedMessages(feishu, rules),
+        queued_notes=DefaultFolder(feishu, settings.feishu_folder_token).notes
+        if settings.feishu_folder_token
+        else None,
     )
 
     webhook = WebhookHandler(

@@ -149,9 +149,17 @@ def describe_plan(plan: ScreenshotPlan) -> UserText:
     return UserText(zh="在画面切换和讲话处截图", en="screenshots at scene changes and speech")
 
 
-def queued_card(job_id: str, spec: JobSpec, *, retry_of: str | None = None, key: str = "") -> Card:
+def queued_card(
+    job_id: str,
+    spec: JobSpec,
+    *,
+    retry_of: str | None = None,
+    key: str = "",
+    notes: Sequence[UserText] = (),
+) -> Card:
     """The card replied to the user's message when a job is queued; PATCHed later with progress.
-    ``retry_of``: the job whose failed videos this one retries; ``key``: the job's idempotency key."""
+    ``retry_of``: the job whose failed videos this one retries; ``key``: the job's idempotency key;
+    ``notes``: things the user should know before it runs (an unusable results folder, say)."""
     labels = [video_label(s) for s in spec.sources]
     plan = describe_plan(spec.options.screenshots)
     language = {"zh": ("中文", "Chinese"), "en": ("英文", "English")}.get(spec.options.language or "")
@@ -175,6 +183,7 @@ def queued_card(job_id: str, spec: JobSpec, *, retry_of: str | None = None, key:
             plain(videos_zh),
             *([plain(videos_en)] if videos_en != videos_zh else []),
             markdown(f"{settings_zh}\n{settings_en}"),
+            *[plain(clip(f"{n.zh}\n{n.en}", MAX_MESSAGE_CHARS)) for n in notes],
             *rejected_block(spec.rejected, shown),
             hr(),
             markdown(f"任务编号 / Job: `{job_id}`\n处理进度会更新在这张卡片上。Progress is shown on this card."),

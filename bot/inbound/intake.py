@@ -73,8 +73,11 @@ class Intake:
         rules: CommandRules,
         metrics: BotMetrics,
         replied: RepliedMessages | None = None,
+        queued_notes: Callable[[], tuple[UserText, ...]] | None = None,
     ) -> None:
         self._replied = replied  # reads the message a reply points at (group chats)
+        # Said on each queued card, asked on the outbox (the configured results folder's state).
+        self._queued_notes = queued_notes
         self._store = store
         self._runner = runner
         self._outbox = outbox
@@ -121,7 +124,9 @@ class Intake:
 
         send_first_card_then_submit(
             job,
-            lambda: cards.queued_card(job.id, spec, key=job.idempotency_key or ""),  # built off the request path too
+            lambda: cards.queued_card(  # built off the request path too
+                job.id, spec, key=job.idempotency_key or "", notes=self._queued_notes() if self._queued_notes else ()
+            ),
             outbox=self._outbox,
             replier=self._replier,
             store=self._store,

@@ -10,6 +10,9 @@ does not lose finished work: the results sink falls back to the app's own space 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from bot.feishu import FeishuError, NotFound, PermissionDenied, ScopeMissing
@@ -56,3 +59,44 @@ def folder_problem(client: FolderAccess, folder_token: str) -> UserText | None:
         zh=f"机器人没有这个文件夹的编辑权限，无法在其中创建结果表格。{HOW_TO_SHARE_ZH}",
         en=f"The bot may not edit this folder, so it cannot create the results Base there. {HOW_TO_SHARE_EN}",
     )
+
+
+class DefaultFolder:
+    """The configured folder (``FEISHU_FOLDER_TOKEN``) that jobs from messages write into, checked when a
+    job is accepted: at most once every ``ttl_s`` (one Feishu call, off the request path). When it is
+    unusable the job still runs (the operator, not the sender, can fix it): the queued card says the
+    results go to the bot's space and are handed over, which is where the sink puts them."""
+
+    def __init__(
+        self,
+        client: FolderAccess,
+        folder_token: str,
+        *,
+        ttl_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._folder_token = folder_token
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._checked: tuple[float, UserText | None] | None = None
+
+    def notes(self) -> tuple[UserText, ...]:
+        now = self._clock()
+        with self._lock:
+            checked = self._checked
+        if checked is None or now - checked[0] >= self._ttl_s:
+            checked = (now, folder_problem(self._client, self._folder_token))
+            with self._lock:
+                self._checked = checked
+        problem = checked[1]
+        if problem is None:
+            return ()
+        return (
+            UserText(
+                zh=f"管理员配置的结果文件夹不可用：{problem.zh} 本次结果会保存到机器人的空间并转给你。",
+                en=f"The results folder the administrator set up cannot be used: {problem.en} This job's results "
+                "go to the bot's space and are handed over to you.",
+            ),
+        )
