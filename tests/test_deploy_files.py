@@ -146,6 +146,7 @@ def test_s_yaml_describes_the_custom_container_the_server_expects(s_yaml: dict[s
 
     env = props["environmentVariables"]
     assert env["JOB_RUNNER"] == "fc-async"
+    assert env["EVENT_MODE"] == "webhook"  # a frozen instance can not hold the long connection
     assert env["DATA_DIR"].startswith("/tmp/")  # the only writable, sized disk on FC
     assert env["WORK_DIR"].startswith("/tmp/")
     assert all(isinstance(value, str) for value in env.values()), "FC environment values must be strings"
@@ -194,7 +195,8 @@ def test_each_functions_environment_is_a_valid_configuration(
         monkeypatch.setenv(name, placeholders.get(name, value))
     settings = Settings.load()
     assert settings.server_role == ("webhook" if function == "webhook" else "all")
-    assert settings.missing_for_webhook() == []
+    assert settings.event_mode == "webhook"
+    assert settings.missing_for_events() == []
 
 
 @pytest.mark.parametrize("required", ["region", "functionName", "runtime", "customContainerConfig"])
@@ -597,6 +599,7 @@ def test_compose_runs_the_bot_with_env_file_volumes_and_healthcheck() -> None:
 
     mounts = dict(reversed(volume.split(":", 1)) for volume in bot["volumes"])
     env = bot["environment"]
+    assert env.get("EVENT_MODE", "websocket") == "websocket"  # the default: no public URL needed
     assert mounts[env["DATA_DIR"]] in document["volumes"], "DATA_DIR must be on a named volume"
     assert mounts[env["WORK_DIR"]] in document["volumes"] or env["WORK_DIR"] in bot.get("tmpfs", [])
     image_env = env_of(stages(dockerfile_text())["runtime"])

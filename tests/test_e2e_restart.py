@@ -60,6 +60,7 @@ def server_env(env: E2EEnv, port: int) -> dict[str, str]:
             "FEISHU_VERIFICATION_TOKEN": settings.feishu_verification_token.get_secret_value(),
             "FEISHU_ENCRYPT_KEY": settings.feishu_encrypt_key.get_secret_value(),
             "FEISHU_DOMAIN": settings.feishu_domain,
+            "EVENT_MODE": settings.event_mode,
             "DATA_DIR": str(settings.data_dir),
             "WORK_DIR": str(settings.work_dir),
             "LOG_LEVEL": "INFO",

@@ -96,6 +96,7 @@ def server_env(tmp_path: Path, fake: FakeFeishu, events: EventFactory, port: int
             "FEISHU_VERIFICATION_TOKEN": events.verification_token,
             "FEISHU_ENCRYPT_KEY": events.encrypt_key,
             "FEISHU_DOMAIN": fake.url,
+            "EVENT_MODE": "webhook",
             "DATA_DIR": str(tmp_path / "data"),
             "WORK_DIR": str(tmp_path / "work"),
             "LOG_LEVEL": "INFO",
