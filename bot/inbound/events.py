@@ -39,8 +39,8 @@ class IncomingMessage:
     tenant_key: str = ""
     # Set when the message replies to another: ``parent_id`` the message it answers (or quotes),
     # ``root_id`` the first message of that reply chain or thread.
-    root_id: str = ""
     parent_id: str = ""
+    root_id: str = ""
 
     @property
     def from_person(self) -> bool:

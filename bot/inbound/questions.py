@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,14 +33,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_MENTION_KEY = re.compile(r"@_user_\d+|@_all")  # the placeholders Feishu writes for @-mentions
 # A card's plain_text is shown whole; the answer is capped well below the 30 KB card limit.
 MAX_ANSWER_CHARS = 6000
 MAX_QUOTED_QUESTION_CHARS = 300
-
-EMPTY_QUESTION = UserText(
-    zh="请在任务卡片的话题里直接写下问题，例如：视频里提到价格了吗？",
-    en="Write your question in the thread of the job's card, for example: does the video mention a price?",
-)
 
 
 class FollowUps:
@@ -50,10 +47,12 @@ class FollowUps:
         self._workers = workers
 
     def job_for(self, message: IncomingMessage) -> Job | None:
-        """The job whose card (or starting message) ``message`` replies to; None for anything else, and
-        always None with insight off (such replies are handled as before)."""
-        if not self._settings.insight_enabled:
+        """The job whose card (or starting message) ``message`` replies to with a question; None for
+        anything else, and always None with insight off (such replies are handled as before)."""
+        if not self._settings.insight_enabled or not (message.parent_id or message.root_id):
             return None
+        if not question_text(message):
+            return None  # a bare @-mention asks nothing (in a group it asks to analyse what it replies to)
         for message_id in dict.fromkeys(m for m in (message.parent_id, message.root_id) if m):
             job = self._store.find_by_card_message(message_id) or self._store.find_by_key(
                 job_key_for_message(message_id)
@@ -75,8 +74,6 @@ class FollowUps:
         self._workers.submit(answer, name="reply:question")
 
     def _answer_card(self, message: IncomingMessage, job_id: str, question: str) -> Card:
-        if not question:
-            return answer_card("", str(EMPTY_QUESTION), answered=False)
         # Imported here: the model client (openai) stays out of the webhook's start-up.
         from pipeline.insight.qa import answer_question
         from pipeline.insight.store import InsightStore
@@ -125,7 +122,7 @@ def question_text(message: IncomingMessage) -> str:
     for mention in message.mentions:
         if mention.key:
             text = text.replace(mention.key, " ")
-    return " ".join(text.split())
+    return " ".join(_MENTION_KEY.sub(" ", text).split())
 
 
 def _post_texts(node: Any) -> Iterator[str]:
