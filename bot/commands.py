@@ -15,7 +15,6 @@ Invalid options never become a job: they come back as ``BadOptions`` with the pr
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from bot.events import IncomingMessage
 from pipeline.errors import InvalidOptionsError
 from pipeline.models import AnalysisOptions, JobSpec, ScreenshotPlan, UserText, VideoSource
+from pipeline.safe_json import JsonTooDeep, loads_bounded
 
 FEISHU_RESOURCE = "feishu_message_resource"
 FEISHU_BITABLE = "feishu_bitable"
@@ -82,6 +82,11 @@ OPTIONS_EXAMPLE = UserText(
     en="Example: https://example.com/demo.mp4 times 0,5,12.5 name: weekly sync",
 )
 
+UNREADABLE_CONTENT = UserText(
+    zh="无法读取这条消息的内容（结构嵌套过深）。请直接发送视频链接或视频文件。",
+    en="This message's content could not be read (it nests too deeply). Please send the video link or file on its own.",
+)
+
 NO_INPUT = UserText(
     zh="没有找到视频链接、视频文件或多维表格链接。",
     en="No video link, video file or Bitable link was found in the message.",
@@ -94,7 +99,10 @@ NO_INPUT = UserText(
 
 def parse_message(message: IncomingMessage, rules: CommandRules | None = None) -> Command:
     rules = rules or CommandRules()
-    content = _load_content(message.content)
+    try:
+        content = _load_content(message.content)
+    except JsonTooDeep:
+        return Nothing(reason=UNREADABLE_CONTENT)
     kind = message.message_type
     if kind == "text":
         body = _Body(parts=[("text", _without_mentions(str(content.get("text", "")), message))])
@@ -127,8 +135,11 @@ class _Body:
 
 
 def _load_content(raw: str) -> dict[str, Any]:
+    """The message's JSON content ({} when it is not JSON); raises JsonTooDeep for hostile nesting."""
     try:
-        data = json.loads(raw) if raw else {}
+        data = loads_bounded(raw) if raw else {}
+    except JsonTooDeep:
+        raise
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}

@@ -3,7 +3,7 @@
 A request passes these steps in order; the first that refuses answers with a 4xx JSON error carrying a
 reason (also counted in metrics), never a 500 or a stack trace:
 
-    body          empty / not JSON / not a JSON object                        400
+    body          empty / not JSON / nested too deeply / not a JSON object    400
     signed?       event without X-Lark-Signature/-Timestamp/-Nonce headers     401  (when an encrypt key is set;
                   decrypted here only to let an unsigned url_verification through)
     replay        X-Lark-Request-Timestamp outside the replay window           401  (the SDK has no such check)
@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
-import json
 import logging
 import threading
 import time
@@ -44,6 +43,7 @@ from bot.events import CardAction, CardActionReply, IncomingMessage, Mention
 from bot.metrics import BotMetrics
 from pipeline.logs import log_context
 from pipeline.models import UserText
+from pipeline.safe_json import JsonTooDeep, loads_bounded
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Rejection(StrEnum):
 
     EMPTY_BODY = "empty_body"
     NOT_JSON = "not_json"
+    TOO_DEEP = "json_too_deep"
     NOT_AN_OBJECT = "not_a_json_object"
     NOT_AN_EVENT = "not_a_feishu_event"
     UNDECRYPTABLE = "undecryptable"
@@ -76,6 +77,7 @@ class Rejection(StrEnum):
 _REJECTIONS: dict[Rejection, tuple[int, str]] = {
     Rejection.EMPTY_BODY: (400, "empty body"),
     Rejection.NOT_JSON: (400, "body is not JSON"),
+    Rejection.TOO_DEEP: (400, "body nests JSON too deeply"),
     Rejection.NOT_AN_OBJECT: (400, "body is not a JSON object"),
     Rejection.NOT_AN_EVENT: (400, "not a Feishu v2 event or url_verification"),
     Rejection.UNDECRYPTABLE: (400, "ciphertext is not base64 or does not decrypt with the configured key"),
@@ -371,7 +373,9 @@ class WebhookHandler:
 
 def _json_object(raw: bytes, not_json: Rejection, not_object: Rejection) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        value = loads_bounded(raw)
+    except JsonTooDeep:
+        raise _Refused(Rejection.TOO_DEEP) from None
     except (ValueError, UnicodeDecodeError):
         raise _Refused(not_json) from None
     if not isinstance(value, dict):
@@ -385,7 +389,7 @@ def _title_case(name: str) -> str:
 
 def _challenge(content: bytes | None) -> str:
     try:
-        answer = json.loads(content or b"{}")
+        answer = loads_bounded(content or b"{}")
     except ValueError:
         return ""
     return str(answer.get("challenge", "")) if isinstance(answer, dict) else ""
@@ -394,7 +398,7 @@ def _challenge(content: bytes | None) -> str:
 def _sdk_failure(content: bytes | None) -> str:
     text = (content or b"").decode("utf-8", "replace")
     try:
-        parsed = json.loads(text)
+        parsed = loads_bounded(text)
     except ValueError:
         return text  # the SDK formats its message with % and does not escape quotes
     return str(parsed.get("msg", text)) if isinstance(parsed, dict) else text
