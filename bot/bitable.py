@@ -45,6 +45,7 @@ from bot.feishu import (
 from bot.sources import FEISHU_DRIVE_MEDIA, SkippedRow
 from pipeline.download import safe_filename
 from pipeline.models import CancelToken, SourceKind, Transcript, UserText, VideoResult, VideoSource, VideoStatus
+from pipeline.names import clean_name
 from pipeline.outputs import transcript_text
 from pipeline.subtitles import format_clock
 
@@ -579,7 +580,7 @@ def _video_record(result: VideoResult, prepared: _Prepared) -> dict[str, Any]:
 
 def _skipped_record(row: SkippedRow) -> dict[str, Any]:
     values: dict[str, Any] = {
-        Col.VIDEO: row.name or f"第 {row.row_number} 行 Row {row.row_number}",
+        Col.VIDEO: clean_name(row.name) or f"第 {row.row_number} 行 Row {row.row_number}",
         Col.STATUS: STATUS_SKIPPED,
         Col.ERROR: f"{row.reason.zh}\n{row.reason.en}",
         Col.NOTES: f"源表第 {row.row_number} 行 / Source table row {row.row_number}",

@@ -16,6 +16,7 @@ from typing import Any
 from bot.commands import FEISHU_BITABLE, FEISHU_RESOURCE, OPTIONS_EXAMPLE
 from pipeline.jobs import Job, JobStatus
 from pipeline.models import JobSpec, ScreenshotMode, ScreenshotPlan, Stage, UserText, VideoFailure, VideoSource
+from pipeline.names import clean_name
 from pipeline.progress import BatchProgress, VideoProgress, VideoState
 
 Card = dict[str, Any]
@@ -82,8 +83,7 @@ def _button(label: UserText, value: dict[str, Any], *, kind: str = "default", co
 
 
 def _clip(text: str, limit: int = MAX_LINE_CHARS) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return clean_name(text, limit)
 
 
 def _bulleted(lines: Sequence[str], shown: int, more: Callable[[int], str]) -> str:
@@ -218,7 +218,7 @@ def video_label(source: VideoSource) -> tuple[str, str]:
         return (name or "附件视频", name or "attached video")
     if source.kind == FEISHU_BITABLE:
         table = source.meta.get("table_id", "")
-        where = source.meta.get("url") or source.locator
+        where = clean_name(source.meta.get("url") or source.locator)
         return (
             f"多维表格中的视频{f'（数据表 {table}）' if table else ''}：{where}",
             f"videos listed in a Bitable{f' (table {table})' if table else ''}: {where}",

@@ -25,12 +25,12 @@ from urllib.parse import parse_qs, urlsplit
 from bot.events import IncomingMessage
 from pipeline.errors import InvalidOptionsError
 from pipeline.models import AnalysisOptions, JobSpec, ScreenshotPlan, UserText, VideoSource
+from pipeline.names import MAX_TASK_NAME_CHARS as MAX_TASK_NAME_CHARS  # re-exported for bot.actions
 from pipeline.safe_json import JsonTooDeep, loads_bounded
 
 FEISHU_RESOURCE = "feishu_message_resource"
 FEISHU_BITABLE = "feishu_bitable"
 
-MAX_TASK_NAME_CHARS = 100
 
 # ------------------------------------------------------------------------------------------------
 # What the parser returns
