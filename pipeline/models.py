@@ -316,6 +316,8 @@ class AudioStream:
     codec: str
     sample_rate: int
     channels: int
+    # What the header says (0.0: not said); compared with what decodes to spot a truncated file.
+    duration_s: float = 0.0
 
 
 @dataclass(frozen=True)
