@@ -152,7 +152,11 @@ def build_bot(
         outbox = ThreadOutbox(on_failure=metrics.outbox_failed, workers=4)
 
     store = JobStore(state_path(settings), clock=clock)
-    seen = SeenStore(state_path(settings), ttl_s=settings.dedupe_ttl_hours * 3600.0)
+    seen = SeenStore(
+        state_path(settings),
+        ttl_s=settings.dedupe_ttl_hours * 3600.0,
+        claim_timeout_s=settings.dedupe_claim_timeout_s,
+    )
     card_updater = ProgressCards(feishu, store)
     if job_function is None:
         job_function = load_job_function(settings, feishu, card_updater)

@@ -68,6 +68,13 @@ class Settings(PipelineSettings):
         ge=8.0,
         description="How long delivered event and message ids are remembered (Feishu redelivers for ~7 h).",
     )
+    dedupe_claim_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A message claimed by a handler that never finished it (the process died before its job "
+        "existed) is handled again when Feishu redelivers it after this many seconds.",
+    )
     max_links_per_message: int = Field(default=20, ge=1, le=200, description="Videos accepted from one message.")
 
     # --- job runner --------------------------------------------------------------------------------

@@ -344,7 +344,8 @@ class WebhookHandler:
         recorded = [
             (kind, key) for kind, key in (("event_id", message.event_id), ("message_id", message.message_id)) if key
         ]
-        duplicate = self._seen.first_time_all(recorded, self._clock())
+        # Claimed, not yet handled: a crash before the job exists leaves a claim a redelivery takes over.
+        duplicate = self._seen.first_time_all(recorded, self._clock(), claim=True)
         if duplicate is not None:
             self._metrics.duplicates.labels(key=duplicate[0]).inc()
             return WebhookResponse.ok(msg="duplicate")
@@ -355,6 +356,7 @@ class WebhookHandler:
             for kind, key in recorded:
                 self._seen.forget(kind, key)
             raise
+        self._seen.handled(recorded, self._clock())
         return WebhookResponse.ok(msg="ok")
 
     def _card_action(self, action: CardAction) -> WebhookResponse:
