@@ -402,7 +402,6 @@ class _Run:
                     prepared[str(position)] = outcome.to_dict()
                     if outcome.files or outcome.notes:
                         self.checkpoint()
-                self._progress(position + 1, total)
             records = [_record(rows[p], _Prepared.from_dict(prepared[str(p)])) for p in range(start, end)]
             self.check_cancel()
             try:
@@ -421,7 +420,8 @@ class _Run:
             self.state["chunks_written"] = index + 1
             self.state["rows_written"] = end
             self.checkpoint()
-        self._progress(total, total)
+            # Rows in the table, not rows prepared: a failed write must not read "2 / 2 rows".
+            self._progress(end, total)
         return int(self.state.get("rows_written", 0))
 
     def _progress(self, done: int, total: int) -> None:

@@ -344,7 +344,7 @@ def test_a_job_resumed_after_a_crash_continues_in_the_same_base_without_duplicat
     saved = Checkpoints()
 
     def break_the_second_chunk(done: int, total: int) -> None:
-        if done == 501:  # the first row of the second chunk: the first chunk is written
+        if done == 500:  # the first chunk is written
             fake_feishu.fail("POST", BATCH, status=500, times=None)
 
     with pytest.raises(TransientError):
@@ -486,13 +486,13 @@ def test_an_expired_token_mid_way_is_refetched_and_the_job_completes(
     expired: list[int] = []
 
     def expire_once(done: int, total: int) -> None:
-        if done == 1 and not expired:
+        if done == 0 and not expired:  # before the first upload
             expired.append(done)
             fake_feishu.invalidate_tokens()
 
     result = sink.write(job_id=JOB, title="令牌", owner_open_id=OWNER, videos=videos, on_progress=expire_once)
 
-    assert expired == [1]
+    assert expired == [0]
     assert len(fake_feishu.issued_tokens) == 2
     assert any(r.code == 99991663 for r in fake_feishu.requests)
     rows = fake_feishu.records(result.app_token, result.table_id)
@@ -648,14 +648,14 @@ def test_cancelling_keeps_what_was_written_and_a_resume_finishes_in_the_same_bas
     cancel = CancelToken()
     saved = Checkpoints()
 
-    def cancel_at_row_two(done: int, total: int) -> None:
-        if done == 2:
+    def cancel_at_the_start(done: int, total: int) -> None:
+        if done == 0:  # nothing written yet: the rows are being prepared
             cancel.cancel()
 
     with pytest.raises(JobCancelled):
         sink.write(
             job_id=JOB, title="取消", owner_open_id=OWNER, videos=synthetic(5),
-            save_checkpoint=saved, on_progress=cancel_at_row_two, cancel=cancel,
+            save_checkpoint=saved, on_progress=cancel_at_the_start, cancel=cancel,
         )  # fmt: skip
     assert fake_feishu.find("POST", BATCH) == []
 
@@ -725,3 +725,28 @@ def test_when_the_requester_can_be_neither_added_nor_made_owner_the_note_says_to
     (note,) = result.notes
     assert "管理员" in note.zh and "administrator" in note.en
     assert names(fake_feishu, result) == ["video-0000"]
+
+
+def test_progress_counts_rows_written_not_rows_prepared(fake_feishu: FakeFeishu, sink: BitableSink) -> None:
+    # The write of the rows is refused: the card must not say "2 / 2 rows" with none in the table.
+    fake_feishu.fail("POST", BATCH, status=400, code=1254001, msg="WrongRequestBody", times=None)
+    progress: list[tuple[int, int]] = []
+    with pytest.raises(FeishuError):
+        sink.write(
+            job_id=JOB,
+            title="t",
+            owner_open_id=OWNER,
+            videos=synthetic(2),
+            on_progress=lambda d, t: progress.append((d, t)),
+        )
+    assert progress and all(done == 0 for done, _ in progress), progress
+    fake_feishu.clear_faults()
+    progress.clear()
+    sink.write(
+        job_id=JOB + "-ok",
+        title="t",
+        owner_open_id=OWNER,
+        videos=synthetic(2),
+        on_progress=lambda d, t: progress.append((d, t)),
+    )
+    assert progress[-1] == (2, 2)
