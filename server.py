@@ -1,4 +1,4 @@
-"""The HTTP server: a thin FastAPI adapter around ``bot.app.Bot``.
+"""The HTTP server: a thin FastAPI adapter around ``bot.Bot`` (it imports only what ``bot`` exports).
 
     GET  /health          200 {"status": "ok"} as soon as the process listens (503 if the bot failed to start)
     GET  /metrics         Prometheus text (this app's own registry)
@@ -29,14 +29,13 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from bot.config import Settings
+from bot import Answer, Settings
 from pipeline.config import ConfigError
 from pipeline.logs import configure_logging
 
 if TYPE_CHECKING:
-    from bot.app import Bot
+    from bot import Bot
 
 log = logging.getLogger("server")
 
@@ -45,7 +44,6 @@ READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 # Job invocations (fc-async) running at once in this process, each on a thread for its whole length.
 JOB_THREADS = 16
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class BotStarter:
@@ -77,6 +75,12 @@ class BotStarter:
         log.info("the bot is ready")
         self._future.set_result(bot)
 
+    def ready_now(self) -> Bot | None:
+        """The bot if it has started, without waiting."""
+        if self._future.done() and self._future.exception() is None:
+            return self._future.result()
+        return None
+
     @property
     def failed(self) -> bool:
         return self._future.done() and self._future.exception() is not None
@@ -95,10 +99,14 @@ class BotStarter:
             log.info("the bot stopped")
 
 
-def _unavailable() -> JSONResponse:
-    return JSONResponse(
-        {"error": "unavailable", "message": "the bot is starting or failed to start; retry later"}, status_code=503
-    )
+def _respond(answer: Answer) -> Response:
+    if answer.raw is not None:
+        return Response(answer.raw, status_code=answer.status, media_type=answer.media_type)
+    return JSONResponse(dict(answer.body), status_code=answer.status)
+
+
+def _unavailable() -> Response:
+    return _respond(Answer.problem(503, "unavailable", "the bot is starting or failed to start; retry later"))
 
 
 class _Gone(Exception):
@@ -124,80 +132,8 @@ async def _read_capped(request: Request, cap: int) -> bytes | None:
 
 
 def _client_gone(_request: Request, _exc: Exception) -> Response:
-    # Nobody is listening: the connection is closed (see ``ReadDeadlineProtocol``). No 500, no traceback.
+    # Nobody is listening: the connection is closed (see ``bot.read_deadlines``). No 500, no traceback.
     return Response(status_code=408)
-
-
-# --- read deadlines ------------------------------------------------------------------------------------
-
-REQUEST_TIMEOUT_BODY = b'{"error":"request_timeout","message":"the request was not received in time"}'
-
-
-class ReadDeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol with deadlines on reading a request, which uvicorn does not have.
-
-    uvicorn closes idle keep-alive connections, but a connection that sends nothing after connecting,
-    trickles its headers, or promises a Content-Length it never sends is held (and the request's ASGI
-    task with it) for as long as the client likes. Here the request head must be complete within
-    ``header_timeout_s`` of the connection or of its first byte, and the body within ``body_timeout_s``
-    of the head; otherwise the client gets a 408 (when no answer was started) and the connection is
-    closed. ``with_deadlines`` makes the subclass uvicorn is given (``http=``)."""
-
-    header_timeout_s: float = 5.0
-    body_timeout_s: float = 10.0
-    _read_timer: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def with_deadlines(cls, header_timeout_s: float, body_timeout_s: float) -> type[ReadDeadlineProtocol]:
-        return type(
-            "ReadDeadlineProtocol", (cls,), {"header_timeout_s": header_timeout_s, "body_timeout_s": body_timeout_s}
-        )
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm(self.header_timeout_s)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._arm(self.header_timeout_s)
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        self._arm(self.body_timeout_s)
-
-    def on_message_complete(self) -> None:
-        self._disarm()
-        super().on_message_complete()
-
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._read_timer = self.loop.call_later(seconds, self._read_timed_out)
-
-    def _disarm(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
-
-    def _read_timed_out(self) -> None:
-        self._read_timer = None
-        if self.transport.is_closing():
-            return
-        cycle = self.cycle
-        if cycle is None or cycle.response_complete or not cycle.response_started:
-            if cycle is not None and not cycle.response_complete:
-                cycle.disconnected = True  # whatever the app sends later goes nowhere
-                cycle.message_event.set()
-            self.transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                + b"content-length: %d\r\n\r\n" % len(REQUEST_TIMEOUT_BODY)
-                + REQUEST_TIMEOUT_BODY
-            )
-        log.info("closed a connection that did not send its request in time")
-        self.transport.close()
 
 
 def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> FastAPI:
@@ -208,9 +144,9 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     def make_bot() -> Bot:
         if bot is not None:
             return bot
-        from bot.app import build_bot
+        from bot import Bot
 
-        return build_bot(resolved)
+        return Bot.from_settings(resolved)
 
     starter = BotStarter(make_bot)
 
@@ -232,18 +168,19 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     app.state.bot_starter = starter
 
     @app.get("/health")
-    async def health() -> JSONResponse:
+    async def health() -> Response:
         if starter.failed:
             return JSONResponse({"status": "failed"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        ready = starter.ready_now()
+        # Answered while the bot still starts too: the process is up and serving.
+        return _respond(ready.health()) if ready is not None else JSONResponse({"status": "ok"})
 
     @app.get("/metrics")
     async def metrics() -> Response:
         ready = await starter.get()
         if ready is None:
             return _unavailable()
-        content = await anyio.to_thread.run_sync(ready.render_metrics)
-        return Response(content, media_type=METRICS_CONTENT_TYPE)
+        return _respond(await anyio.to_thread.run_sync(ready.render_metrics))
 
     handler_slots: list[anyio.CapacityLimiter] = []
 
@@ -266,41 +203,35 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
             answer = await anyio.to_thread.run_sync(
                 ready.handle_webhook, request.headers, body, limiter=handler_slots[0]
             )
-        return JSONResponse(dict(answer.body), status_code=answer.status)
+        return _respond(answer)
 
     job_slots: list[anyio.CapacityLimiter] = []
 
     @app.post("/jobs/run")
     async def run_job_invocation(request: Request) -> Response:
-        from bot.jobrun import MAX_BODY_BYTES
-
-        body = await _read_capped(request, MAX_BODY_BYTES)
         ready = await starter.get()
         if ready is None:
             return _unavailable()
+        body = await _read_capped(request, ready.MAX_JOB_BODY_BYTES)
         if not job_slots:
             job_slots.append(anyio.CapacityLimiter(JOB_THREADS))
         # The job runs to its end inside this request, on threads of its own (never the webhook's).
-        answer = await anyio.to_thread.run_sync(
-            ready.lifecycle.run_invocation, request.headers, body, limiter=job_slots[0]
-        )
-        return JSONResponse(dict(answer.body), status_code=answer.status)
+        answer = await anyio.to_thread.run_sync(ready.run_job_invocation, request.headers, body, limiter=job_slots[0])
+        return _respond(answer)
 
     @app.post("/initialize")
     async def initialize() -> Response:
         ready = await starter.get()
         if ready is None:
             return _unavailable()
-        answer = await anyio.to_thread.run_sync(ready.lifecycle.initialize)
-        return JSONResponse(dict(answer.body), status_code=answer.status)
+        return _respond(await anyio.to_thread.run_sync(ready.initialize))
 
     @app.get("/pre-stop")
     async def pre_stop() -> Response:
         ready = await starter.get()
         if ready is None:
             return JSONResponse({"status": "stopping", "interrupted": []})
-        answer = await anyio.to_thread.run_sync(ready.lifecycle.pre_stop)
-        return JSONResponse(dict(answer.body), status_code=answer.status)
+        return _respond(await anyio.to_thread.run_sync(ready.pre_stop))
 
     return app
 
@@ -339,6 +270,8 @@ def main() -> None:
 
     import uvicorn
 
+    from bot import read_deadline_protocol
+
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -347,7 +280,7 @@ def main() -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=int(STOP_TIMEOUT_S),
-        http=ReadDeadlineProtocol.with_deadlines(settings.http_header_timeout_s, settings.http_body_timeout_s),
+        http=read_deadline_protocol(settings),
     )
 
 

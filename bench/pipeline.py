@@ -253,7 +253,7 @@ def asr_settings_overrides(asr: str) -> dict[str, Any]:
     the environment, else the tiny random models of the tests: the text is then noise)."""
     overrides: dict[str, Any] = {"asr_backend": asr}
     if asr == "funasr" and not os.environ.get("FUNASR_MODEL_DIR"):
-        from tests.asr_models import build_tiny_funasr_models
+        from tests.support.asr_models import build_tiny_funasr_models
 
         root = CACHE / "funasr-tiny"
         if not (root / "tiny-paraformer-zh" / "model.pt").is_file():

@@ -3,7 +3,7 @@
     .venv/bin/python bench/webhook.py                     # defaults: 2000 events, 8 clients, 200 req/s paced
     .venv/bin/python bench/webhook.py --events 5000 --clients 16 --rate 300
 
-Three processes besides this one: the fake Feishu (``tests/fakes/feishu.py``; the queued-card replies
+Three processes besides this one: the fake Feishu (``tests/support/feishu/``; the queued-card replies
 land there, over loopback), ``python server.py`` (the real entry point: real lark-oapi dispatcher,
 SQLite job store and dedupe, the default runner and job function) and, for the baseline, the same
 uvicorn settings serving ``POST /bare`` (reads the body, answers ``{"msg": "ok"}``).
@@ -50,14 +50,14 @@ sys.path.insert(0, str(ROOT))
 from fastapi import FastAPI, Request  # noqa: E402 - after the path set-up above
 from fastapi.responses import JSONResponse  # noqa: E402
 
-from tests.fakes.events import EventFactory  # noqa: E402
+from tests.support.events import EventFactory  # noqa: E402
 
 # The uvicorn settings server.main() uses, applied to the baseline too.
 UVICORN_KWARGS: dict[str, Any] = {"log_config": None, "access_log": False, "server_header": False}
 
 FAKE_FEISHU = """
 import json, sys
-from tests.fakes.feishu import FakeFeishu
+from tests.support.feishu import FakeFeishu
 fake = FakeFeishu(patch_qps_limit=None).start()
 print(json.dumps({"url": fake.url, "app_id": fake.app_id, "app_secret": fake.app_secret}), flush=True)
 for line in sys.stdin:

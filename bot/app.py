@@ -3,11 +3,11 @@
     bot = build_bot(settings)          # stores, runner, outbox, sweeper, webhook (nothing started)
     bot.start()                        # runner (resumes queued jobs), outbox, sweeper
     bot.warm_up()                      # imports lark_oapi and builds the SDK dispatcher (~2 s)
-    bot.handle_webhook(headers, body)  # -> WebhookResponse
+    bot.handle_webhook(headers, body)  # -> Answer
     bot.stop()
 
 Every part can be passed in instead (tests point the Feishu client at the fake server and pass their own
-job function). The production job function is made by ``bot.delivery.make_job_function``, imported only
+job function). The production job function is made by ``bot.job.delivery.make_job_function``, imported only
 when no other is given, so this module (and the server's start path) never imports the media pipeline.
 """
 
@@ -19,23 +19,24 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from bot.actions import CardActions
-from bot.commands import CommandRules
+from bot.answer import Answer
 from bot.config import Settings
-from bot.dedupe import SeenStore
-from bot.intake import CardActionRouter, CardReplier, Intake, default_card_actions
-from bot.lifecycle import Lifecycle
+from bot.fc.jobrun import MAX_BODY_BYTES
+from bot.hosting import Hosting, HostingNeeds, make_hosting
+from bot.inbound.actions import CardActions
+from bot.inbound.commands import CommandRules
+from bot.inbound.dedupe import SeenStore
+from bot.inbound.intake import CardActionRouter, CardReplier, Intake, default_card_actions
+from bot.inbound.webhook import WebhookHandler
+from bot.job.card_updater import CardUpdater as ProgressCards
+from bot.job.card_updater import final_card_hook
 from bot.metrics import BotMetrics
-from bot.outbox import InlineOutbox, Outbox, ThreadOutbox
-from bot.progress import CardUpdater as ProgressCards
-from bot.progress import final_card_hook
-from bot.runners import import_job_function, make_runner
-from bot.webhook import WebhookHandler, WebhookResponse
+from bot.outbox import Outbox
 from pipeline.config import ConfigError
 from pipeline.jobs import Job, JobStore
-from pipeline.runner import JobFunction, OnFinished, Runner
+from pipeline.jobs.runner import JobFunction, OnFinished, Runner
 from pipeline.workspace import Sweeper
 
 if TYPE_CHECKING:
@@ -44,9 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.sqlite3"
-# fc-async: how long a request waits for a finished job's card to go out before it answers (and FC
-# freezes the instance).
-CARD_SETTLE_TIMEOUT_S = 10.0
+METRICS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def state_path(settings: Settings) -> Path:
@@ -54,13 +53,13 @@ def state_path(settings: Settings) -> Path:
 
 
 def load_job_function(settings: Settings, feishu: FeishuClient, card_updater: ProgressCards) -> JobFunction:
-    """The production job function, made by ``bot.delivery.make_job_function`` (imported here, not at
+    """The production job function, made by ``bot.job.delivery.make_job_function`` (imported here, not at
     the top: the server's start path never imports the delivery code)."""
     try:
-        delivery = importlib.import_module("bot.delivery")
+        delivery = importlib.import_module("bot.job.delivery")
     except ModuleNotFoundError as exc:
-        if exc.name == "bot.delivery":
-            raise ConfigError("bot.delivery is not installed: there is no job function to run jobs with") from None
+        if exc.name == "bot.job.delivery":
+            raise ConfigError("bot.job.delivery is not installed: there is no job function to run jobs with") from None
         raise
     function: JobFunction = delivery.make_job_function(settings, feishu, card_updater)
     return function
@@ -74,55 +73,83 @@ def make_feishu_client(settings: Settings) -> FeishuClient:
 
 @dataclass
 class Bot:
+    """The front door of ``bot/``: the server calls these methods and nothing else."""
+
     settings: Settings
     webhook: WebhookHandler
     metrics: BotMetrics
     store: JobStore
     seen: SeenStore
-    runner: Runner
-    outbox: Outbox
+    hosting: Hosting  # the runner, the outbox, where handlers run, pre-stop and the stop
     sweeper: Sweeper | None
     feishu: CardReplier
     card_actions: CardActionRouter
-    lifecycle: Lifecycle  # FC hooks (/initialize, /pre-stop), /jobs/run, shutdown notices
     # Keeps jobs' cards current; started before the runner, so jobs resumed at start find it running.
     card_updater: ProgressCards | None = None
-    # Threads the server runs ``handle_webhook`` on; 0 = on the event loop itself. The handler is short
-    # CPU work under the GIL (plus short SQLite writes), done fastest where the request already is; an
-    # inline outbox makes it wait on Feishu, and then requests need threads of their own.
-    handler_threads: int = 0
+
+    # The largest job invocation body read (an envelope is at most 128 KB, FC's async limit).
+    MAX_JOB_BODY_BYTES: ClassVar[int] = MAX_BODY_BYTES
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Bot:
+        """Build (not start) the bot. Raises ``ConfigError`` when the settings cannot work."""
+        return build_bot(settings)
+
+    @property
+    def runner(self) -> Runner:
+        return self.hosting.runner
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.hosting.outbox
+
+    @property
+    def handler_threads(self) -> int:
+        """Threads the server runs ``handle_webhook`` on; 0 = on the event loop itself."""
+        return self.hosting.handler_threads
 
     def start(self) -> None:
-        self.outbox.start()
         if self.card_updater is not None:
             self.card_updater.start()
-        self.runner.start()
+        self.hosting.start()
         if self.sweeper is not None:
             self.sweeper.start()
 
     def warm_up(self) -> None:
         self.webhook.warm_up()
 
-    def handle_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookResponse:
-        refused = self.lifecycle.admit(headers)
+    def handle_webhook(self, headers: Mapping[str, str], body: bytes) -> Answer:
+        refused = self.hosting.admit(headers)
         if refused is not None:
             return refused
         return self.webhook.handle(headers, body)
 
-    def reject_oversized(self) -> WebhookResponse:
+    def reject_oversized(self) -> Answer:
         return self.webhook.reject_oversized()
 
-    def render_metrics(self) -> bytes:
-        return self.metrics.render()
+    def run_job_invocation(self, headers: Mapping[str, str], body: bytes | None) -> Answer:
+        """POST /jobs/run; ``body`` None when it was over ``MAX_JOB_BODY_BYTES``."""
+        return self.hosting.run_invocation(headers, body)
+
+    def initialize(self) -> Answer:
+        return self.hosting.initialize()
+
+    def pre_stop(self) -> Answer:
+        return self.hosting.pre_stop()
+
+    def render_metrics(self) -> Answer:
+        return Answer.plain(self.metrics.render(), METRICS_MEDIA_TYPE)
+
+    def health(self) -> Answer:
+        return Answer.ok(status="ok")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking jobs, let queued replies go out, close the stores. Jobs still running are left
-        RUNNING and resumed by the next start (see ``pipeline.runner``)."""
-        self.runner.stop(timeout_s)
-        self.lifecycle.tell_left_running()
+        RUNNING and resumed by the next start (see ``pipeline.jobs.runner``)."""
+        self.hosting.stop_runner(timeout_s)
         if self.card_updater is not None:
             self.card_updater.stop(5.0)
-        self.outbox.stop(drain_timeout_s=5.0)
+        self.hosting.stop_outbox()
         if self.sweeper is not None:
             self.sweeper.stop()
         self.seen.close()
@@ -145,12 +172,6 @@ def build_bot(
     feishu = feishu if feishu is not None else make_feishu_client(settings)
     if job_function is None and settings.job_function:
         job_function = import_job_function(settings.job_function)
-    if outbox is None and settings.job_runner == "fc-async":
-        # FC freezes the instance once the response is sent: replies go out before it (bot.runners).
-        outbox = InlineOutbox(on_failure=metrics.outbox_failed)
-    if outbox is None:
-        outbox = ThreadOutbox(on_failure=metrics.outbox_failed, workers=4)
-
     store = JobStore(state_path(settings), clock=clock)
     seen = SeenStore(
         state_path(settings),
@@ -163,18 +184,22 @@ def build_bot(
         # Jobs that end without their function showing it (cancelled while queued, failed after too
         # many restarts) still get their final card.
         on_finished = _both(final_card_hook(card_updater, clock), on_finished)
-    runner_parts = make_runner(
-        settings,
-        store,
-        seen,
-        job_function,
-        on_finished=on_finished,
-        settle_cards=lambda job_id: card_updater.flush(job_id, CARD_SETTLE_TIMEOUT_S),
-        clock=clock,
+    hosting = make_hosting(
+        HostingNeeds(
+            settings=settings,
+            store=store,
+            seen=seen,
+            job_function=job_function,
+            cards=card_updater,
+            metrics=metrics,
+            outbox=outbox,
+            on_finished=on_finished,
+            clock=clock,
+        )
     )
-    runner = runner_parts.runner
+    runner = hosting.runner
     sweeper = (
-        Sweeper(settings.work_dir, settings.temp_max_age_s, keep=lambda: runner.active_job_ids)
+        Sweeper(settings.work_dir, settings.temp_max_age_s, keep=lambda: hosting.active_job_ids)
         if settings.temp_cleanup_enabled
         else None
     )
@@ -189,14 +214,14 @@ def build_bot(
         CardActions(
             store=store,
             runner=runner,
-            outbox=outbox,
+            outbox=hosting.outbox,
             replier=feishu,
             cards_out=card_updater,
             rules=rules,
             clock=clock,
-            cancel_elsewhere=settings.job_runner == "fc-async",
+            cancel_elsewhere=hosting.jobs_elsewhere,
         ).register(card_actions)
-    intake = Intake(store=store, runner=runner, outbox=outbox, replier=feishu, rules=rules, metrics=metrics)
+    intake = Intake(store=store, runner=runner, outbox=hosting.outbox, replier=feishu, rules=rules, metrics=metrics)
 
     webhook = WebhookHandler(
         app_id=settings.feishu_app_id,
@@ -215,21 +240,11 @@ def build_bot(
         metrics=metrics,
         store=store,
         seen=seen,
-        runner=runner,
-        outbox=outbox,
+        hosting=hosting,
         sweeper=sweeper,
         feishu=feishu,
         card_actions=card_actions,
-        lifecycle=Lifecycle(
-            settings=settings,
-            store=store,
-            runner=runner,
-            cards=card_updater,
-            job_run=runner_parts.job_run,
-            fc=runner_parts.fc,
-        ),
         card_updater=card_updater,
-        handler_threads=8 if isinstance(outbox, InlineOutbox) else 0,
     )
 
 
@@ -245,3 +260,17 @@ def _both(first: OnFinished, second: OnFinished | None) -> OnFinished:
             second(job)
 
     return on_finished
+
+
+def import_job_function(path: str) -> JobFunction:
+    """``package.module:function`` (``JOB_FUNCTION``) imported; ``ConfigError`` naming what is wrong."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"JOB_FUNCTION: cannot import {module_name}: {exc}") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise ConfigError(f"JOB_FUNCTION: {module_name} has no function {attribute}")
+    job_function: JobFunction = function
+    return job_function

@@ -85,7 +85,7 @@ class Settings(PipelineSettings):
     job_function: str = Field(
         default="",
         description="Advanced: the job function as module:function (for example a custom results sink); "
-        "empty = the bot's own (bot.delivery).",
+        "empty = the bot's own (bot.job.delivery).",
     )
     shutdown_grace_s: float = Field(
         default=25.0,

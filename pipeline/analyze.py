@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from pipeline import ffmpeg, frames
+from pipeline import ffmpeg, frames, shot_times
 from pipeline.asr import get_transcriber
 from pipeline.asr.base import Transcriber
 from pipeline.config import PipelineSettings
@@ -311,7 +311,7 @@ class Analyzer:
                 anchors = [s.start for s in run.transcript.segments] if run.transcript else []
                 with self._timed(run, Stage.SCREENSHOTS):
                     cuts = scene_cuts.result() if scene_cuts is not None else []
-                    times, shot_notes = frames.select_times(
+                    times, shot_notes = shot_times.select_times(
                         options.screenshots, media, scene_cuts=cuts, speech_anchors=anchors
                     )
                     run.notes.extend(shot_notes)

@@ -31,6 +31,7 @@ from pipeline.config import ConfigError, PipelineSettings
 from pipeline.errors import InvalidOptionsError, ModelUnavailableError
 from pipeline.logs import configure_logging
 from pipeline.models import (
+    WORK_STAGES,
     AnalysisOptions,
     BatchResult,
     CancelToken,
@@ -40,24 +41,13 @@ from pipeline.models import (
     Stage,
     VideoSource,
     VideoStatus,
+    stage_label,
 )
 from pipeline.workspace import Workspace
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C: what a shell reports for SIGINT
-
-STAGE_LABELS = {
-    Stage.DOWNLOADING: "downloading",
-    Stage.PROBING: "reading metadata",
-    Stage.AUDIO: "extracting audio",
-    Stage.TRANSCRIBING: "transcribing",
-    Stage.SCREENSHOTS: "taking screenshots",
-    Stage.OUTPUTS: "writing files",
-    Stage.DONE: "done",
-    Stage.FAILED: "failed",
-    Stage.CANCELLED: "cancelled",
-}
 
 
 class UsageError(Exception):
@@ -220,13 +210,13 @@ class _ProgressDisplay:
         if event.video_index is None:
             return
         task = self._tasks[event.video_index]
-        label = STAGE_LABELS.get(event.stage, event.stage.value)
+        label = stage_label(event.stage).en
         if event.stage in (Stage.DONE, Stage.FAILED, Stage.CANCELLED):
             self._progress.update(task, completed=1.0, stage=label)
             return
-        order = list(STAGE_LABELS).index(event.stage) if event.stage in STAGE_LABELS else 0
+        order = WORK_STAGES.index(event.stage) if event.stage in WORK_STAGES else 0
         within = event.fraction or 0.0
-        self._progress.update(task, completed=min(0.99, (order + within) / 6), stage=label)
+        self._progress.update(task, completed=min(0.99, (order + within) / len(WORK_STAGES)), stage=label)
 
 
 class _LineReporter:
@@ -242,7 +232,7 @@ class _LineReporter:
         if index is None or self._last.get(index) is event.stage:
             return
         self._last[index] = event.stage
-        label = STAGE_LABELS.get(event.stage, event.stage.value)
+        label = stage_label(event.stage).en
         self._console.print(f"[{index + 1}/{event.video_count}] {self._names[index]}: {label}", highlight=False)
 
 

@@ -498,6 +498,25 @@ class Stage(StrEnum):
     CANCELLED = "cancelled"
 
 
+# The one list of the work a video goes through: the stages in order, and what people are told each is
+# (cards show both languages, the command line the English).
+STAGE_STEPS: tuple[tuple[Stage, UserText], ...] = (
+    (Stage.DOWNLOADING, UserText("下载中", "downloading")),
+    (Stage.PROBING, UserText("读取视频信息", "reading metadata")),
+    (Stage.AUDIO, UserText("提取音频", "extracting audio")),
+    (Stage.TRANSCRIBING, UserText("语音转写中", "transcribing")),
+    (Stage.SCREENSHOTS, UserText("截图中", "taking screenshots")),
+    (Stage.OUTPUTS, UserText("生成文件", "writing files")),
+)
+WORK_STAGES: tuple[Stage, ...] = tuple(stage for stage, _ in STAGE_STEPS)
+_STAGE_LABELS: dict[Stage, UserText] = {Stage.QUEUED: UserText("等待中", "waiting"), **dict(STAGE_STEPS)}
+
+
+def stage_label(stage: Stage) -> UserText:
+    """What a stage is called for people; a stage without words of its own by its value."""
+    return _STAGE_LABELS.get(stage) or UserText(stage.value, stage.value)
+
+
 @dataclass(frozen=True)
 class ProgressEvent:
     """One step of progress. Emitted at the start of each stage (``fraction`` 0), optionally inside

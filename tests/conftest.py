@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests import media
+from tests.support import media
 
 # Fixtures of the fakes (Feishu Open Platform, media server, FC async front) live beside them.
-pytest_plugins = ["tests.fakes.fixtures", "tests.asr_fixtures", "tests.webhook_harness", "tests.e2e_support"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.asr_fixtures",
+    "tests.support.webhook_harness",
+    "tests.support.e2e_support",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.dedupe import SeenStore
-from tests.fakes.events import EventFactory
-from tests.fakes.feishu import FakeFeishu
+from bot.inbound.dedupe import SeenStore
+from tests.support.events import EventFactory
+from tests.support.feishu import FakeFeishu
 from tests.test_server import ROOT, ServerProcess, free_port, server_env
 
 pytestmark = pytest.mark.slow

@@ -9,11 +9,11 @@ import secrets
 from typing import Any
 
 from pipeline.jobs import JobStatus
-from tests.e2e_support import SHORT_KEYWORDS, E2EApp, card_header, card_size, cell_text, results_table
-from tests.fakes.events import SAMPLE_OPEN_ID
-from tests.fakes.feishu import TEXT, URL
-from tests.fakes.media_server import MediaServer
-from tests.webhook_harness import card_text
+from tests.support.e2e_support import SHORT_KEYWORDS, E2EApp, card_header, card_size, cell_text, results_table
+from tests.support.events import SAMPLE_OPEN_ID
+from tests.support.feishu import TEXT, URL
+from tests.support.media_server import MediaServer
+from tests.support.webhook_harness import card_text
 
 FIELDS = [{"field_name": "标题", "type": TEXT}, {"field_name": "视频链接", "type": URL}]
 

@@ -7,10 +7,10 @@ import os
 from typing import Any
 
 from pipeline.jobs import Job, JobStatus
-from tests.e2e_support import E2EApp, card_header, cell_text, results_table
-from tests.fakes.events import SAMPLE_OPEN_ID
-from tests.fakes.media_server import MediaServer
-from tests.webhook_harness import card_text, decoded
+from tests.support.e2e_support import E2EApp, card_header, cell_text, results_table
+from tests.support.events import SAMPLE_OPEN_ID
+from tests.support.media_server import MediaServer
+from tests.support.webhook_harness import card_text, decoded
 
 SOMEONE_ELSE = "ou_0000000000000000000000000someone"
 

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from pipeline.jobs import JobStatus
-from tests.e2e_support import E2EApp, E2EEnv
-from tests.fakes.media_server import MediaServer
+from tests.support.e2e_support import E2EApp, E2EEnv
+from tests.support.media_server import MediaServer
 
 TWO_DAYS_S = 2 * 24 * 3600.0
 

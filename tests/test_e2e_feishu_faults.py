@@ -4,10 +4,10 @@ a token that expires half-way. The job still completes, with every row written e
 from __future__ import annotations
 
 from pipeline.jobs import JobStatus
-from tests.e2e_support import SHORT_KEYWORDS, E2EApp, card_header, cell_text, results_table
-from tests.fakes.events import SAMPLE_OPEN_ID
-from tests.fakes.media_server import MediaServer
-from tests.webhook_harness import callback_values, card_text
+from tests.support.e2e_support import SHORT_KEYWORDS, E2EApp, card_header, cell_text, results_table
+from tests.support.events import SAMPLE_OPEN_ID
+from tests.support.media_server import MediaServer
+from tests.support.webhook_harness import callback_values, card_text
 
 PATCH = "/open-apis/im/v1/messages/*"
 UPLOAD = "/open-apis/drive/v1/medias/upload_all"

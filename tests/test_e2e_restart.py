@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from pipeline.jobs import Job, JobStatus, JobStore
-from tests.e2e_support import (
+from tests.support.e2e_support import (
     SHORT_KEYWORDS,
     E2EEnv,
     card_header,
@@ -30,9 +30,9 @@ from tests.e2e_support import (
     e2e_settings_overrides,
     results_table,
 )
-from tests.fakes.events import SAMPLE_OPEN_ID
-from tests.fakes.media_server import MediaServer
-from tests.webhook_harness import card_text
+from tests.support.events import SAMPLE_OPEN_ID
+from tests.support.media_server import MediaServer
+from tests.support.webhook_harness import card_text
 
 ROOT = Path(__file__).resolve().parents[1]
 # A bound on waiting for the other process, not a performance claim.

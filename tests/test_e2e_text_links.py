@@ -7,7 +7,7 @@ import json
 import re
 
 from pipeline.jobs import JobStatus
-from tests.e2e_support import (
+from tests.support.e2e_support import (
     SHORT_KEYWORDS,
     E2EApp,
     card_header,
@@ -17,9 +17,9 @@ from tests.e2e_support import (
     results_table,
     stage_lines,
 )
-from tests.fakes.events import SAMPLE_OPEN_ID
-from tests.fakes.media_server import MediaServer
-from tests.webhook_harness import callback_values, card_text
+from tests.support.events import SAMPLE_OPEN_ID
+from tests.support.media_server import MediaServer
+from tests.support.webhook_harness import callback_values, card_text
 
 
 def test_two_links_one_good_one_broken(e2e: E2EApp, short_clip_url: str, media_server: MediaServer) -> None:

@@ -7,9 +7,9 @@ import secrets
 from pathlib import Path
 
 from pipeline.jobs import JobStatus
-from tests.e2e_support import SHORT_KEYWORDS, E2EApp, card_header, cell_text, results_table
-from tests.fakes.events import SAMPLE_OPEN_ID
-from tests.webhook_harness import card_text
+from tests.support.e2e_support import SHORT_KEYWORDS, E2EApp, card_header, cell_text, results_table
+from tests.support.events import SAMPLE_OPEN_ID
+from tests.support.webhook_harness import card_text
 
 
 def media_message_id() -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes.events import EventFactory
-from tests.fakes.feishu import FakeFeishu
+from tests.support.events import EventFactory
+from tests.support.feishu import FakeFeishu
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("lark_oapi", "torch", "funasr", "cv2", "faster_whisper", "ctranslate2", "modelscope", "pandas")

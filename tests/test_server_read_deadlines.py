@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from tests.fakes.events import EventFactory
-from tests.fakes.feishu import FakeFeishu
+from tests.support.events import EventFactory
+from tests.support.feishu import FakeFeishu
 from tests.test_server import ROOT, ServerProcess, free_port, server_env
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,7 @@ held by the test; the process exits within its bound, the job stays RUNNING with
 the user's card says it resumes after the restart, and a second start on the same DATA_DIR resumes it
 and completes it.
 
-The job function is the real analysis (``tests.restart_jobs:analyze``, named by ``JOB_FUNCTION``); the
+The job function is the real analysis (``tests.support.restart_jobs:analyze``, named by ``JOB_FUNCTION``); the
 video comes from a gate server the test opens when it wants the download to go through.
 """
 
@@ -24,10 +24,10 @@ import httpx
 import pytest
 
 from pipeline.jobs import Job, JobStatus, JobStore
-from tests.fakes.events import EventFactory
-from tests.fakes.feishu import FakeFeishu
+from tests.support.events import EventFactory
+from tests.support.feishu import FakeFeishu
+from tests.support.webhook_harness import card_text
 from tests.test_server import ROOT, ServerProcess, free_port, server_env
-from tests.webhook_harness import card_text
 
 GRACE_S = 3
 # Bounds on waiting, not performance claims: the grace, the outbox drain and a slow machine.
@@ -95,7 +95,7 @@ def start_server(tmp_path: Path, fake: FakeFeishu, events: EventFactory, log_nam
     env.update(
         {
             "JOB_RUNNER": "local",
-            "JOB_FUNCTION": "tests.restart_jobs:analyze",
+            "JOB_FUNCTION": "tests.support.restart_jobs:analyze",
             "SHUTDOWN_GRACE_S": str(GRACE_S),
             "ALLOW_PRIVATE_URLS": "true",  # the gate server is on loopback
             "ASR_BACKEND": "whisper",

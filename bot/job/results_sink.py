@@ -1,0 +1,408 @@
+"""The results of a job as a Bitable the requester owns: one Base per job, one row per video.
+
+``BitableSink.write`` goes step by step, saving a checkpoint after each so a job resumed after a crash
+carries on in the same Base instead of making a second one:
+
+1. create the Base, named after the task (in the configured folder, or the app's own space);
+2. make the requester a full-access collaborator, then its owner (so the data is theirs even if a
+   later step fails; a refused transfer is noted and the job goes on);
+3. create the results table with typed fields, then delete the Base's empty default table;
+4. per chunk of rows: upload the row's files (screenshots, contact sheet, subtitles, the whole
+   transcript when its cell had to be cut), throttled below Feishu's 5 QPS for ``upload_all``; then
+   ``batch_create`` the chunk with ``client_token = bot.keys.rows_client_token(job_id, chunk)``, so a resend
+   (a retry, or a resumed job) lands once. Upload outcomes are checkpointed before the rows are
+   sent, so a resent chunk is byte-for-byte the first one.
+
+One bad upload never sinks the job: the row goes without that file and says so in its notes.
+
+Field choices: keywords are a text field, not a multi-select. Every new value written to a select
+field becomes a new option of the field, and keywords are free words that differ from video to video:
+a batch would leave thousands of options that clutter every filter and sort menu. Text stays
+searchable (search, and filters with "contains").
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.feishu import (
+    MB,
+    UPLOAD_ALL_MAX_BYTES,
+    CredentialsRejected,
+    FeishuClient,
+    FeishuError,
+    NotFound,
+)
+from bot.job.record import SkippedRow
+from bot.job.result_rows import (
+    DEFAULT_VIEW_NAME,
+    MAX_BASE_NAME_CHARS,
+    RESULT_FIELDS,
+    TABLE_NAME,
+    UPLOAD_QPS_CEILING,
+    Col,
+    PreparedUploads,
+    ResultRow,
+    estimated_bytes,
+    plan_chunks,
+    row_record,
+    table_url_for,
+    transcript_cells,
+)
+from bot.keys import rows_client_token
+from pipeline.download import safe_filename
+from pipeline.models import CancelToken, UserText, VideoResult
+from pipeline.outputs import transcript_text
+from pipeline.subtitles import format_clock
+
+__all__ = ["BitableSink", "ResultsTable"]
+
+log = logging.getLogger(__name__)
+
+# Feishu: this client_token was used before with a different request body.
+CLIENT_TOKEN_CONFLICT = 1255006
+
+
+@dataclass(frozen=True)
+class ResultsTable:
+    """Where the results are. ``url`` opens the Base on the results table. ``owner_transferred`` is
+    False when Feishu refused to make the requester the owner (``notes`` says what that means)."""
+
+    app_token: str
+    table_id: str
+    url: str
+    rows_written: int
+    owner_transferred: bool = True
+    notes: tuple[UserText, ...] = ()
+
+
+class _Throttle:
+    """Spaces calls at least ``1 / qps`` seconds apart (by the injected clock), across threads: each
+    caller reserves the next free slot, then sleeps until it outside the lock."""
+
+    def __init__(self, qps: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self._interval = 1.0 / qps
+        self._clock = clock
+        self._sleep = sleep
+        self._next: float | None = None
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self._clock()
+            slot = now if self._next is None else max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            self._sleep(slot - now)
+
+
+class BitableSink:
+    """Writes a job's results into a new Base. Share one instance per process: its upload throttle
+    spans every job it writes, and Feishu's 5 QPS for ``upload_all`` is per app. Each job writes its
+    own Base from one thread (a Base takes one writer: concurrent writes fail with 1254291)."""
+
+    def __init__(
+        self,
+        client: FeishuClient,
+        *,
+        default_folder_token: str = "",
+        upload_qps: float = 4.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not 0 < upload_qps < UPLOAD_QPS_CEILING:
+            raise ValueError(f"upload_qps must be above 0 and below Feishu's {UPLOAD_QPS_CEILING:g} QPS")
+        self._client = client
+        self._default_folder_token = default_folder_token
+        self._throttle = _Throttle(upload_qps, clock, sleep)
+
+    def write(
+        self,
+        *,
+        job_id: str,
+        title: str,
+        owner_open_id: str,
+        videos: Sequence[VideoResult],
+        skipped: Sequence[SkippedRow] = (),
+        folder_token: str | None = None,
+        checkpoint: Mapping[str, Any] | None = None,
+        save_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ResultsTable:
+        """Write one row per video (in order), then one per skipped source row; return where.
+
+        ``checkpoint`` is the last dict given to ``save_checkpoint`` by an earlier, interrupted call
+        for the same job (the caller persists it, e.g. ``JobStore.save_result``). ``on_progress`` gets
+        ``(rows done, rows in all)``. ``cancel`` is checked between files and rows: a cancelled write
+        raises ``JobCancelled`` and keeps what was written."""
+        run = _Run(
+            sink=self,
+            job_id=job_id,
+            state=copy.deepcopy(dict(checkpoint or {})),
+            save=save_checkpoint,
+            on_progress=on_progress,
+            cancel=cancel,
+            throttle=self._throttle,
+        )
+        rows = [ResultRow(video=v) for v in videos] + [ResultRow(skipped=s) for s in skipped]
+        run.check_cancel()
+        run.ensure_base(title, folder_token if folder_token is not None else self._default_folder_token)
+        run.ensure_owner(owner_open_id)
+        run.ensure_table()
+        written = run.write_rows(rows)
+        state = run.state
+        return ResultsTable(
+            app_token=state["app_token"],
+            table_id=state["table_id"],
+            url=table_url_for(state["url"], state["app_token"], state["table_id"], self._client.domain),
+            rows_written=written,
+            owner_transferred=bool(state.get("owner_transferred", False)),
+            notes=tuple(UserText.from_dict(n) for n in state.get("notes") or ()),
+        )
+
+
+@dataclass
+class _Run:
+    """One ``write`` call: its checkpoint state and the steps that advance it."""
+
+    sink: BitableSink
+    job_id: str
+    state: dict[str, Any]
+    save: Callable[[dict[str, Any]], None] | None
+    on_progress: Callable[[int, int], None] | None
+    cancel: CancelToken | None
+    throttle: _Throttle
+
+    @property
+    def client(self) -> FeishuClient:
+        return self.sink._client
+
+    def checkpoint(self) -> None:
+        if self.save is not None:
+            self.save(copy.deepcopy(self.state))
+
+    def note(self, text: UserText) -> None:
+        self.state.setdefault("notes", []).append(text.to_dict())
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+
+    # ---- steps 1 to 3 ------------------------------------------------------------------------------
+
+    def ensure_base(self, title: str, folder_token: str) -> None:
+        if self.state.get("app_token"):
+            return
+        name = " ".join(title.split())[:MAX_BASE_NAME_CHARS] or f"视频分析 Video analysis {self.job_id}"
+        app = self.client.create_bitable_app(name, folder_token)
+        self.state.update(app_token=app.app_token, url=app.url, default_table_id=app.default_table_id)
+        log.info("job %s: results Base %s created", self.job_id, app.app_token)
+        self.checkpoint()
+
+    def ensure_owner(self, owner_open_id: str) -> None:
+        if self.state.get("owner_done") or not owner_open_id:
+            return
+        app_token = self.state["app_token"]
+        member_added = True
+        try:
+            self.client.add_member(app_token, member_id=owner_open_id, perm="full_access")
+        except CredentialsRejected:
+            raise
+        except FeishuError as err:
+            member_added = False
+            log.warning("job %s: adding the requester to %s failed: %s", self.job_id, app_token, err)
+        try:
+            self.client.transfer_owner(app_token, member_id=owner_open_id)
+            self.state["owner_transferred"] = True
+        except CredentialsRejected:
+            raise
+        except FeishuError as err:
+            self.state["owner_transferred"] = False
+            log.warning("job %s: ownership transfer of %s refused: %s", self.job_id, app_token, err)
+            if member_added:
+                self.note(
+                    UserText(
+                        zh="无法把结果表格的所有权转给你（飞书拒绝了转移），表格仍归机器人所有；你已有可管理权限，可以查看、编辑和分享。",
+                        en="The results Base could not be handed over to you (Feishu refused the transfer), so the "
+                        "bot still owns it; you have full access and can view, edit and share it.",
+                    )
+                )
+            else:
+                self.note(
+                    UserText(
+                        zh="无法把结果表格共享或转交给你，请联系管理员为机器人开通云文档权限后点“重试”。",
+                        en="The results Base could not be shared with or handed over to you. Ask the administrator "
+                        "to grant the bot's app document permissions, then retry.",
+                    )
+                )
+        self.state["owner_done"] = True
+        self.checkpoint()
+
+    def ensure_table(self) -> None:
+        app_token = self.state["app_token"]
+        if not self.state.get("table_id"):
+            # A crash between creating the table and saving its id leaves the table in the Base: find it.
+            table_id = next((t.table_id for t in self.client.list_tables(app_token) if t.name == TABLE_NAME), None)
+            if table_id is None:
+                table_id = self.client.create_table(
+                    app_token, TABLE_NAME, RESULT_FIELDS, default_view_name=DEFAULT_VIEW_NAME
+                )
+            self.state["table_id"] = table_id
+            self.checkpoint()
+        default = self.state.get("default_table_id")
+        if default and default != self.state["table_id"] and not self.state.get("default_table_removed"):
+            # The new Base opens on its default table, which holds placeholder fields and no data.
+            try:
+                self.client.delete_table(app_token, default)
+            except NotFound:
+                pass
+            except CredentialsRejected:
+                raise
+            except FeishuError as err:
+                log.warning("job %s: the default table of %s was not removed: %s", self.job_id, app_token, err)
+            self.state["default_table_removed"] = True
+            self.checkpoint()
+
+    # ---- step 4 --------------------------------------------------------------------------------------
+
+    def write_rows(self, rows: Sequence[ResultRow]) -> int:
+        total = len(rows)
+        chunks = self._chunks(rows)
+        written = int(self.state.get("chunks_written", 0))
+        prepared: dict[str, Any] = self.state.setdefault("prepared", {})
+        done = chunks[written - 1][1] if written else 0
+        self._progress(done, total)
+        app_token, table_id = self.state["app_token"], self.state["table_id"]
+        for index in range(written, len(chunks)):
+            start, end = chunks[index]
+            for position in range(start, end):
+                self.check_cancel()
+                if str(position) not in prepared:
+                    outcome = self._prepare(rows[position])
+                    prepared[str(position)] = outcome.to_dict()
+                    if outcome.files or outcome.notes:
+                        self.checkpoint()
+            records = [row_record(rows[p], PreparedUploads.from_dict(prepared[str(p)])) for p in range(start, end)]
+            self.check_cancel()
+            try:
+                self.client.batch_create_records(
+                    app_token, table_id, records, client_token=rows_client_token(self.job_id, index)
+                )
+            except FeishuError as err:
+                if err.code != CLIENT_TOKEN_CONFLICT:
+                    raise
+                # Feishu has seen this chunk's token with another body: an attempt before a crash was
+                # applied, and the resumed job analysed the videos again (timings differ). Those rows
+                # are in the table once; sending them again under a new token would duplicate them.
+                log.warning("job %s: rows chunk %d was already written before a restart", self.job_id, index)
+            for position in range(start, end):
+                prepared.pop(str(position), None)
+            self.state["chunks_written"] = index + 1
+            self.state["rows_written"] = end
+            self.checkpoint()
+            # Rows in the table, not rows prepared: a failed write must not read "2 / 2 rows".
+            self._progress(end, total)
+        return int(self.state.get("rows_written", 0))
+
+    def _progress(self, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(done, total)
+
+    def _chunks(self, rows: Sequence[ResultRow]) -> list[tuple[int, int]]:
+        """Chunk boundaries, fixed by the first call for this job: a chunk's client_token must keep
+        standing for the same rows when the job resumes."""
+        saved = self.state.get("chunks")
+        if saved and self.state.get("rows_total") == len(rows):
+            return [(int(a), int(b)) for a, b in saved]
+        if saved:
+            log.warning("job %s: %d rows now, %s at the checkpoint; re-chunking", self.job_id, len(rows), saved)
+        chunks = plan_chunks([estimated_bytes(row) for row in rows])
+        self.state["chunks"] = [list(c) for c in chunks]
+        self.state["rows_total"] = len(rows)
+        self.checkpoint()
+        return chunks
+
+    def _prepare(self, row: ResultRow) -> PreparedUploads:
+        """Upload a video row's files; notes say what could not be attached."""
+        outcome = PreparedUploads()
+        result = row.video
+        if result is None:
+            return outcome
+        stem = safe_filename(result.title, default=f"video-{result.index + 1}", max_bytes=120)
+        for n, shot in enumerate(sorted(result.screenshots, key=lambda s: s.time_s), start=1):
+            label = UserText(
+                zh=f"截图 {n}（{format_clock(shot.time_s)}）", en=f"screenshot {n} ({format_clock(shot.time_s)})"
+            )
+            name = f"{n:02d}-{format_clock(shot.time_s).replace(':', '-')}{shot.path.suffix or '.jpg'}"
+            self._upload(outcome, Col.SCREENSHOTS, shot.path, "bitable_image", name, label)
+        outputs = result.outputs
+        if outputs is not None and outputs.contact_sheet is not None:
+            label = UserText(zh="截图总览", en="contact sheet")
+            self._upload(outcome, Col.CONTACT_SHEET, outputs.contact_sheet, "bitable_image", f"{stem}-总览.jpg", label)
+        if outputs is not None and outputs.subtitles_srt is not None:
+            label = UserText(zh="字幕文件", en="subtitles file")
+            self._upload(outcome, Col.SUBTITLES, outputs.subtitles_srt, "bitable_file", f"{stem}.srt", label)
+        transcript = result.transcript
+        if transcript is not None and transcript_cells(transcript).cut:
+            label = UserText(zh="完整转写文件", en="full transcript file")
+            txt = outputs.transcript_txt if outputs is not None else None
+            if txt is not None and txt.is_file():
+                self._upload(outcome, Col.FULL_TRANSCRIPT, txt, "bitable_file", f"{stem}.txt", label)
+            elif outputs is not None:
+                # Written beside the video's other outputs: inside the job's workspace, removed with it.
+                path = outputs.directory / "transcript-full.txt"
+                path.write_text(transcript_text(transcript, result.title), encoding="utf-8")
+                self._upload(outcome, Col.FULL_TRANSCRIPT, path, "bitable_file", f"{stem}.txt", label)
+            else:
+                outcome.notes.append(
+                    UserText(zh=f"{label.zh}无法生成，未附上。", en=f"The {label.en} could not be made: not attached.")
+                )
+        return outcome
+
+    def _upload(
+        self, outcome: PreparedUploads, column: str, path: Path, parent_type: str, name: str, label: UserText
+    ) -> None:
+        self.check_cancel()
+        try:
+            size = path.stat().st_size
+        except OSError:
+            outcome.notes.append(
+                UserText(zh=f"{label.zh}文件缺失，未附上。", en=f"The {label.en} is missing: not attached.")
+            )
+            return
+        if size == 0:
+            outcome.notes.append(
+                UserText(zh=f"{label.zh}是空文件，未附上。", en=f"The {label.en} is empty: not attached.")
+            )
+            return
+        if size > UPLOAD_ALL_MAX_BYTES:
+            limit = UPLOAD_ALL_MAX_BYTES // MB
+            outcome.notes.append(
+                UserText(
+                    zh=f"{label.zh}超过 {limit} MB，未附上。",
+                    en=f"The {label.en} is over {limit} MB: not attached.",
+                )
+            )
+            return
+        self.throttle.wait()
+        try:
+            token = self.client.upload_media(
+                path, parent_type=parent_type, parent_node=self.state["app_token"], file_name=name
+            )
+        except CredentialsRejected:
+            raise
+        except (FeishuError, OSError) as err:
+            log.warning("job %s: upload of %s failed: %s", self.job_id, path.name, err)
+            outcome.notes.append(
+                UserText(zh=f"{label.zh}上传失败，未附上。", en=f"The {label.en} failed to upload: not attached.")
+            )
+            return
+        outcome.files.setdefault(column, []).append(token)
