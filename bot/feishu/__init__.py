@@ -4,7 +4,7 @@ calls, so importing this package stays cheap on the server's start path."""
 
 from bot.feishu.bitable import RECORDS_PER_BATCH, BitableApp, BitableField, BitableTable
 from bot.feishu.client import FeishuClient
-from bot.feishu.drive import WikiNode
+from bot.feishu.drive import DriveFile, FolderPage, WikiNode
 from bot.feishu.errors import (
     CredentialsRejected,
     FeishuError,
@@ -29,8 +29,10 @@ __all__ = [
     "BitableField",
     "BitableTable",
     "CredentialsRejected",
+    "DriveFile",
     "FeishuClient",
     "FeishuError",
+    "FolderPage",
     "MessageGone",
     "NotFound",
     "PermissionDenied",

@@ -28,7 +28,7 @@ from bot.job.result_rows import (
     Col,
 )
 from bot.job.results_sink import BitableSink, ResultsTable
-from bot.keys import rows_client_token, stable_uuid
+from bot.keys import base_name_tag, rows_client_token, stable_uuid
 from pipeline import ffmpeg
 from pipeline.errors import JobCancelled
 from pipeline.models import (
@@ -217,7 +217,7 @@ def test_a_job_becomes_a_base_the_requester_owns_with_typed_fields_and_one_row_p
 
     # The Base, where it was asked to be, opened on the results table.
     app = fake_feishu.app(result.app_token)
-    assert app.name == "周会视频分析" and app.folder_token == "fldcnResultsFolder"
+    assert app.name == f"周会视频分析 · {base_name_tag(JOB)}" and app.folder_token == "fldcnResultsFolder"
     assert result.url == f"{app.url}?table={result.table_id}"
     assert list(app.tables) == [result.table_id], "the empty default table is removed"
     assert app.tables[result.table_id].name == TABLE_NAME
@@ -297,8 +297,9 @@ def test_a_job_becomes_a_base_the_requester_owns_with_typed_fields_and_one_row_p
     assert fourth[Col.ERROR] == "「视频」列为空。\nThe video column is empty."
     assert "源表第 7 行" in fourth[Col.NOTES]
 
-    # Checkpoints: the Base before anything else, the owner, the table, then the rows.
-    assert saved.saved[0]["app_token"] == result.app_token and "table_id" not in saved.saved[0]
+    # Checkpoints: the Base's name before it is made, the Base, the owner, the table, then the rows.
+    assert saved.saved[0]["base_intent"]["name"] == app.name and "app_token" not in saved.saved[0]
+    assert saved.saved[1]["app_token"] == result.app_token and "table_id" not in saved.saved[1]
     assert saved.last["owner_done"] and saved.last["table_id"] == result.table_id
     assert saved.last["chunks_written"] == 1 and saved.last["rows_written"] == 4
     assert saved.last["url"] == app.url and saved.last["prepared"] == {}
@@ -309,7 +310,7 @@ def test_an_explicit_folder_and_an_empty_title(fake_feishu: FakeFeishu, sink: Bi
 
     app = fake_feishu.app(result.app_token)
     assert app.folder_token == "fldcnOther"
-    assert app.name == f"视频分析 Video analysis {JOB}"
+    assert app.name == f"视频分析 Video analysis · {base_name_tag(JOB)}"
 
 
 def test_1200_videos_are_written_in_chunks_of_500_with_stable_client_tokens(
@@ -368,7 +369,7 @@ def test_a_job_resumed_after_a_crash_continues_in_the_same_base_without_duplicat
     assert len(fake_feishu.find("POST", APPS)) == 1, "no second Base"
     assert len(fake_feishu.find("POST", "*/transfer_owner")) == 1
     assert names(fake_feishu, result) == [f"video-{n:04d}" for n in range(1200)]
-    assert result.app_token == saved.saved[0]["app_token"]
+    assert result.app_token == saved.saved[1]["app_token"]
 
     # Running the finished job again writes nothing more.
     before = len(fake_feishu.requests)
