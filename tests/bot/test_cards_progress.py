@@ -13,7 +13,7 @@ import pytest
 from bot import cards
 from bot.cards import progress_card
 from bot.job.record import MAX_SAVED_SKIPPED, DeliveryNotes, SkippedRow, progress_record
-from pipeline.jobs import Job, JobStatus
+from pipeline.jobs import Job, JobStatus, interrupted_error
 from pipeline.jobs.progress import BatchProgress
 from pipeline.models import AnalysisOptions, JobSpec, ProgressEvent, Stage, UserText, VideoFailure, VideoSource
 
@@ -314,3 +314,22 @@ def test_inputs_that_were_not_used_stay_on_the_card() -> None:
     body = text(card)
     assert "未处理的输入 / Not used" in body
     assert "不支持 ftp: 链接" in body and "ftp: links are not supported" in body
+
+
+def test_a_job_failed_by_restarts_shows_nothing_still_under_way() -> None:
+    # The record was last saved mid-transcription; the next start found no attempt left and failed it.
+    job = make_job(
+        status=JobStatus.FAILED,
+        progress=progress_record(half_way(), DeliveryNotes()),
+        error=interrupted_error(3),
+        attempts=3,
+        finished_at=T0 + 90,
+    )
+    card = progress_card(job, now=T0 + 100)
+    body = text(card)
+
+    assert header(card)[0] == "视频分析失败"
+    assert "40%" not in body and "⏳" not in body, body
+    assert "⛔ https://v.example.com/0.mp4 — 未完成 / not finished" in body
+    assert "服务重启打断了 3 次" in body
+    assert not [c for c in callbacks(card) if c.get("action") == "cancel"]
