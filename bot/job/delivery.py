@@ -74,6 +74,8 @@ FLUSH_TIMEOUT_S = 30.0
 MAX_BITABLE_ROWS = 500
 # Waits before writing the results table again when Feishu stays busy beyond the client's own retries.
 DELIVERY_RETRY_DELAYS_S = (1.0, 3.0)
+# How long a resumed job waits for its "resumed, here is where it was" card before starting over.
+RESUMED_CARD_WAIT_S = 5.0
 
 
 Expander = Callable[[VideoSource, int], "BitableExpansion"]
@@ -190,6 +192,10 @@ class _JobRun:
         if self.resumed_from is not None and self.job.attempts > 1:
             log.info("resuming after a restart (attempt %d)", self.job.attempts)
             self._push(self.job)  # where it was, with the "resumed" note
+            # Shown before the attempt starts over: else the next push (all videos back to "waiting")
+            # coalesces it away whenever the card worker is slower than the restart.
+            if not self.d.cards.flush(self.job.id, RESUMED_CARD_WAIT_S):
+                log.info("the resumed card was not delivered within %.0f s; going on", RESUMED_CARD_WAIT_S)
         try:
             outcome = self._work()
         except JobCancelled:
