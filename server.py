@@ -1,6 +1,7 @@
 """The HTTP server: a thin FastAPI adapter around ``bot.Bot`` (it imports only what ``bot`` exports).
 
-    GET  /health          200 {"status": "ok"} as soon as the process listens (503 if the bot failed to start)
+    GET  /health          200 {"status": "ok"} as soon as the process listens (503 if the bot failed to start;
+                          EVENT_MODE=websocket: 503 "not_ready" while its long connection is down)
     GET  /metrics         Prometheus text (this app's own registry)
     POST /webhook/event   Feishu events and card callbacks: raw body + headers in, one call into the bot
     POST /jobs/run        one job, run to its end (JOB_RUNNER=fc-async: FC's async invocation, signed)
@@ -258,12 +259,18 @@ def main() -> None:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format, secrets=_secrets(settings))
-    missing = settings.missing_for_webhook()
+    missing = settings.missing_for_events()
     if missing:
-        print(f"missing configuration: {', '.join(missing)} (see README.md, Configuration)", file=sys.stderr)
+        print(
+            f"missing configuration for EVENT_MODE={settings.event_mode}: {', '.join(missing)} "
+            "(see README.md, Configuration)",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
-    if not settings.feishu_encrypt_key.get_secret_value():
-        log.warning("FEISHU_ENCRYPT_KEY is not set: events arrive unencrypted and unsigned")
+    if settings.event_mode == "websocket" and not (
+        settings.feishu_encrypt_key.get_secret_value() and settings.feishu_verification_token.get_secret_value()
+    ):
+        log.info("events arrive over the long connection; POST /webhook/event refuses every event")
     # Webhooks are answered on the event loop while job and reply threads keep the GIL busy; with the
     # default 5 ms switch interval each hand-over makes a webhook wait that long, several times over.
     sys.setswitchinterval(ACK_SWITCH_INTERVAL_S)

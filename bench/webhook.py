@@ -268,6 +268,7 @@ def main() -> None:
             "FEISHU_VERIFICATION_TOKEN": factory.verification_token,
             "FEISHU_ENCRYPT_KEY": factory.encrypt_key,
             "FEISHU_DOMAIN": feishu["url"],
+            "EVENT_MODE": "webhook",
             "DATA_DIR": str(work / "data"),
             "WORK_DIR": str(work / "work"),
         }

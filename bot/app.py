@@ -4,6 +4,7 @@
     bot.start()                        # runner (resumes queued jobs), outbox, sweeper
     bot.warm_up()                      # imports lark_oapi and builds the SDK dispatcher (~2 s)
     bot.handle_webhook(headers, body)  # -> Answer
+    (EVENT_MODE=websocket: bot.long_connection receives events over a connection it opens to Feishu)
     bot.stop()
 
 Every part can be passed in instead (tests point the Feishu client at the fake server and pass their own
@@ -29,9 +30,12 @@ from bot.inbound.actions import CardActions
 from bot.inbound.commands import CommandRules
 from bot.inbound.dedupe import SeenStore
 from bot.inbound.intake import CardActionRouter, CardReplier, Intake, default_card_actions
+from bot.inbound.longconn import LongConnection
+from bot.inbound.replied import RepliedMessages
 from bot.inbound.webhook import WebhookHandler
 from bot.job.card_updater import CardUpdater as ProgressCards
 from bot.job.card_updater import final_card_hook
+from bot.job.result_folder import DefaultFolder
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from pipeline.config import ConfigError
@@ -86,6 +90,8 @@ class Bot:
     card_actions: CardActionRouter
     # Keeps jobs' cards current; started before the runner, so jobs resumed at start find it running.
     card_updater: ProgressCards | None = None
+    # EVENT_MODE=websocket: events arrive over a connection the bot opens (None in webhook mode).
+    long_connection: LongConnection | None = None
 
     # The largest job invocation body read (an envelope is at most 128 KB, FC's async limit).
     MAX_JOB_BODY_BYTES: ClassVar[int] = MAX_BODY_BYTES
@@ -114,6 +120,8 @@ class Bot:
         self.hosting.start()
         if self.sweeper is not None:
             self.sweeper.start()
+        if self.long_connection is not None:
+            self.long_connection.start()  # last: events may arrive as soon as it connects
 
     def warm_up(self) -> None:
         self.webhook.warm_up()
@@ -141,11 +149,18 @@ class Bot:
         return Answer.plain(self.metrics.render(), METRICS_MEDIA_TYPE)
 
     def health(self) -> Answer:
-        return Answer.ok(status="ok")
+        if self.long_connection is None:
+            return Answer.ok(status="ok")
+        # EVENT_MODE=websocket: without the connection no event can reach the bot.
+        state = self.long_connection.state()
+        status, code = ("ok", 200) if state.connected else ("not_ready", 503)
+        return Answer(code, {"status": status, "long_connection": state.to_json()})
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking jobs, let queued replies go out, close the stores. Jobs still running are left
         RUNNING and resumed by the next start (see ``pipeline.jobs.runner``)."""
+        if self.long_connection is not None:
+            self.long_connection.stop(timeout_s)  # first: no new events while the rest winds down
         self.hosting.stop_runner(timeout_s)
         if self.card_updater is not None:
             self.card_updater.stop(5.0)
@@ -220,8 +235,20 @@ def build_bot(
             rules=rules,
             clock=clock,
             cancel_elsewhere=hosting.jobs_elsewhere,
+            folders=feishu,
         ).register(card_actions)
-    intake = Intake(store=store, runner=runner, outbox=hosting.outbox, replier=feishu, rules=rules, metrics=metrics)
+    intake = Intake(
+        store=store,
+        runner=runner,
+        outbox=hosting.outbox,
+        replier=feishu,
+        rules=rules,
+        metrics=metrics,
+        replied=RepliedMessages(feishu, rules),
+        queued_notes=DefaultFolder(feishu, settings.feishu_folder_token).notes
+        if settings.feishu_folder_token
+        else None,
+    )
 
     webhook = WebhookHandler(
         app_id=settings.feishu_app_id,
@@ -234,6 +261,21 @@ def build_bot(
         on_card_action=card_actions,
         clock=clock,
     )
+    long_connection = (
+        LongConnection(
+            app_id=settings.feishu_app_id,
+            app_secret=settings.feishu_app_secret.get_secret_value(),
+            domain=settings.feishu_domain,
+            route=webhook.route_event,
+            registry=metrics.registry,
+            retry_min_s=settings.long_connection_retry_min_s,
+            retry_max_s=settings.long_connection_retry_max_s,
+            warm_up=webhook.warm_up,
+            clock=clock,
+        )
+        if settings.event_mode == "websocket"
+        else None
+    )
     return Bot(
         settings=settings,
         webhook=webhook,
@@ -245,6 +287,7 @@ def build_bot(
         feishu=feishu,
         card_actions=card_actions,
         card_updater=card_updater,
+        long_connection=long_connection,
     )
 
 

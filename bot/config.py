@@ -21,11 +21,15 @@ class Settings(PipelineSettings):
     feishu_app_secret: SecretStr = Field(default=SecretStr(""), description="App Secret.")
     feishu_verification_token: SecretStr = Field(
         default=SecretStr(""),
-        description="Verification Token (Events & Callbacks > Encryption Strategy).",
+        description="Verification Token (Events & Callbacks > Encryption Strategy). Webhook mode only: not "
+        "needed with EVENT_MODE=websocket; without it (and FEISHU_ENCRYPT_KEY) POST /webhook/event refuses "
+        "every event.",
     )
     feishu_encrypt_key: SecretStr = Field(
         default=SecretStr(""),
-        description="Encrypt Key. Strongly recommended: without it events are neither encrypted nor signed.",
+        description="Encrypt Key (Events & Callbacks > Encryption Strategy). Webhook mode only: not needed "
+        "with EVENT_MODE=websocket; without it (and FEISHU_VERIFICATION_TOKEN) POST /webhook/event refuses "
+        "every event.",
     )
     feishu_domain: str = Field(
         default="https://open.feishu.cn",
@@ -34,6 +38,34 @@ class Settings(PipelineSettings):
     feishu_folder_token: str = Field(
         default="",
         description="Drive folder for result Bases; empty = the app's own space (ownership is still transferred).",
+    )
+    feishu_upload_daily_limit: int = Field(
+        default=10_000,
+        ge=0,
+        description="Drive uploads (screenshots, files into Base cells) this app may make a day: Feishu allows "
+        "10,000 per app (UTC+8 days). Counted in the state database; when a job would go over, the contact "
+        "sheet and subtitles go first, then screenshots, and the card and row say what was left out.",
+    )
+
+    # --- how events arrive -------------------------------------------------------------------------
+    event_mode: Literal["websocket", "webhook"] = Field(
+        default="websocket",
+        description="websocket: the bot connects out to Feishu (long connection; no public URL, no Encrypt Key "
+        "or Verification Token). webhook: Feishu POSTs events to /webhook/event (needs a public HTTPS URL; "
+        "what Function Compute uses, since a frozen instance cannot hold a connection).",
+    )
+    long_connection_retry_min_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Websocket mode: the first wait before connecting again after the long connection failed "
+        "or dropped; doubled after each failure in a row.",
+    )
+    long_connection_retry_max_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Websocket mode: the longest wait between attempts to connect.",
     )
 
     # --- HTTP server -------------------------------------------------------------------------------
@@ -97,6 +129,19 @@ class Settings(PipelineSettings):
     )
 
     # --- Function Compute (JOB_RUNNER=fc-async) ----------------------------------------------------
+    server_role: Literal["all", "webhook"] = Field(
+        default="all",
+        description="all: this server answers Feishu and runs the jobs (FC's POST /initialize loads the speech "
+        "model). webhook: the light function of a two-function FC deployment: it answers Feishu and invokes the "
+        "worker function at JOB_INVOKE_URL for each job; /initialize loads no model and job invocations are "
+        "refused (needs JOB_RUNNER=fc-async).",
+    )
+    job_function_name: str = Field(
+        default="",
+        description="The FC function whose async tasks run the jobs, stopped with StopAsyncTask when a user "
+        "cancels; empty = this function (FC_FUNCTION_NAME). Set it on the webhook function of a two-function "
+        "deployment.",
+    )
     # FC reserves environment variable names starting with FC_ for its own (FC_REGION, FC_FUNCTION_NAME
     # are set by FC itself), so the trigger URL is also read from JOB_INVOKE_URL, the name s.yaml uses.
     fc_invoke_url: str = Field(
@@ -161,6 +206,8 @@ class Settings(PipelineSettings):
     @model_validator(mode="after")
     def _fc_async_needs(self) -> Self:
         if self.job_runner != "fc-async":
+            if self.server_role == "webhook":
+                raise ValueError("SERVER_ROLE=webhook hands every job to a worker function: set JOB_RUNNER=fc-async")
             return self
         problems = []
         if not self.fc_invoke_url:
@@ -177,13 +224,22 @@ class Settings(PipelineSettings):
             raise ValueError("JOB_RUNNER=fc-async needs: " + "; ".join(problems))
         return self
 
-    def missing_for_webhook(self) -> list[str]:
-        """Variables the webhook cannot work without (reported together at start)."""
+    @model_validator(mode="after")
+    def _retry_range(self) -> Self:
+        if self.long_connection_retry_max_s < self.long_connection_retry_min_s:
+            raise ValueError("LONG_CONNECTION_RETRY_MAX_S must not be below LONG_CONNECTION_RETRY_MIN_S")
+        return self
+
+    def missing_for_events(self) -> list[str]:
+        """Variables the chosen EVENT_MODE cannot work without (reported together at start)."""
         missing = []
         if not self.feishu_app_id:
             missing.append("FEISHU_APP_ID")
         if not self.feishu_app_secret.get_secret_value():
             missing.append("FEISHU_APP_SECRET")
-        if not self.feishu_verification_token.get_secret_value():
-            missing.append("FEISHU_VERIFICATION_TOKEN")
+        if self.event_mode == "webhook":
+            if not self.feishu_verification_token.get_secret_value():
+                missing.append("FEISHU_VERIFICATION_TOKEN")
+            if not self.feishu_encrypt_key.get_secret_value():
+                missing.append("FEISHU_ENCRYPT_KEY")
         return missing

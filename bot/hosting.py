@@ -5,7 +5,8 @@
                                              event loop; a stop leaves unfinished jobs RUNNING with a
                                              "resumes after the restart" card, and the next start resumes them
     FcHosting     (``JOB_RUNNER=fc-async``)  ``bot.fc``: each job in an asynchronous invocation of the same
-                                             Function Compute function
+                                             Function Compute function (or, with ``SERVER_ROLE=webhook``,
+                                             of the worker function)
 
 A hosting owns the runner, the outbox, where webhook handlers run (``handler_threads``), what a job
 invocation and the pre-stop hook do, and the stop. Everything else asks it, never the mode.

@@ -19,7 +19,7 @@ import contextlib
 import secrets
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -175,13 +175,25 @@ def run_batch(
                 cancel=cancel,
             )
             try:
-                return running.result()
+                return _result_interruptibly(running)
             except KeyboardInterrupt:
                 cancel.cancel()
                 console.print("Cancelling: finishing the files of the videos already done…")
                 return running.result()
     finally:
         workspace.remove()
+
+
+def _result_interruptibly(running: Future[BatchResult]) -> BatchResult:
+    """``running.result()``, in short waits: a wait with no timeout can miss Ctrl-C until the batch ends,
+    because when the kernel hands SIGINT to one of the worker threads, nothing wakes this thread from
+    its lock wait to raise KeyboardInterrupt. A timed wait returns every so often, and the interrupt is
+    raised then."""
+    while True:
+        try:
+            return running.result(timeout=0.2)
+        except TimeoutError:
+            continue
 
 
 class _ProgressDisplay:

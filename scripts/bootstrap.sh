@@ -13,7 +13,8 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# torch first and alone: funasr does not declare it, and only this exact pin takes the CPU build.
-.venv/bin/python -m pip install -q -c constraints.txt torch==2.13.0
+# torch first and alone: funasr does not declare it. The CPU build, from PyTorch's CPU index
+# (TORCH_INDEX_URL, for mirrors): on PyPI alone torch==2.13.0 is the CUDA build.
+bash scripts/install-torch.sh .venv/bin/python
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
 touch "$stamp"

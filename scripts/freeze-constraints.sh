@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 {
     head -n 3 constraints.txt
-    .venv/bin/python -m pip freeze --exclude-editable | grep -v -E '^(video-insight-bot|-e |#)' \
+    # --all keeps setuptools (torch depends on it: unpinned, it would float); pip itself stays unpinned.
+    .venv/bin/python -m pip freeze --all --exclude-editable | grep -v -E '^(video-insight-bot|-e |#|pip==)' \
         | sed 's/^torch==2.13.0+cpu$/torch==2.13.0/'
 } > constraints.txt.new
 mv constraints.txt.new constraints.txt

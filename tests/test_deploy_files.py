@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "fc3-schema.json"
+SCHEMA_PATH = REPO / "schemas" / "fc3-schema.json"  # see schemas/README.md
 SCRIPT = REPO / "scripts" / "download_models.py"
 
 # Names of environment variables that hold secrets and must never be written literally in s.yaml.
@@ -84,11 +84,6 @@ def resolve_magic(value: Any, variables: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def fc3_schema() -> dict[str, Any]:
-    if not SCHEMA_PATH.is_file():
-        pytest.fail(
-            f"the fc3 JSON schema is missing at {SCHEMA_PATH}: the tests expect the project's shared/ folder "
-            "beside the repository (../shared/fc3-schema.json)"
-        )
     schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     return schema
 
@@ -99,15 +94,17 @@ def s_yaml() -> dict[str, Any]:
     return document
 
 
-def fc3_resource(document: dict[str, Any]) -> dict[str, Any]:
-    resources = [res for res in document["resources"].values() if res.get("component") == "fc3"]
-    assert len(resources) == 1, "s.yaml should describe exactly one fc3 function"
-    resource: dict[str, Any] = resources[0]
-    return resource
+FUNCTIONS = ("webhook", "worker")
 
 
-def rendered_props(document: dict[str, Any]) -> dict[str, Any]:
-    props: dict[str, Any] = resolve_magic(fc3_resource(document)["props"], document.get("vars", {}))
+def fc3_resources(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    resources = {name: res for name, res in document["resources"].items() if res.get("component") == "fc3"}
+    assert set(resources) == set(FUNCTIONS), "s.yaml should describe the webhook and the worker function"
+    return resources
+
+
+def rendered_props(document: dict[str, Any], function: str = "worker") -> dict[str, Any]:
+    props: dict[str, Any] = resolve_magic(fc3_resources(document)[function]["props"], document.get("vars", {}))
     return props
 
 
@@ -128,14 +125,18 @@ def test_schema_is_validated_with_the_draft_it_declares(fc3_schema: dict[str, An
     assert type(validator_for(fc3_schema)) is jsonschema.Draft7Validator
 
 
-def test_s_yaml_props_validate_against_the_fc3_schema(s_yaml: dict[str, Any], fc3_schema: dict[str, Any]) -> None:
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_s_yaml_props_validate_against_the_fc3_schema(
+    s_yaml: dict[str, Any], fc3_schema: dict[str, Any], function: str
+) -> None:
     assert str(s_yaml["edition"]) == "3.0.0"
-    props = rendered_props(s_yaml)
+    props = rendered_props(s_yaml, function)
     assert schema_errors(fc3_schema, props) == []
 
 
-def test_s_yaml_describes_the_custom_container_the_server_expects(s_yaml: dict[str, Any]) -> None:
-    props = rendered_props(s_yaml)
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_s_yaml_describes_the_custom_container_the_server_expects(s_yaml: dict[str, Any], function: str) -> None:
+    props = rendered_props(s_yaml, function)
     assert props["region"] == s_yaml["vars"]["region"]
     assert props["runtime"] == "custom-container"
     container = props["customContainerConfig"]
@@ -145,21 +146,57 @@ def test_s_yaml_describes_the_custom_container_the_server_expects(s_yaml: dict[s
 
     env = props["environmentVariables"]
     assert env["JOB_RUNNER"] == "fc-async"
+    assert env["EVENT_MODE"] == "webhook"  # a frozen instance can not hold the long connection
     assert env["DATA_DIR"].startswith("/tmp/")  # the only writable, sized disk on FC
     assert env["WORK_DIR"].startswith("/tmp/")
     assert all(isinstance(value, str) for value in env.values()), "FC environment values must be strings"
-
-    assert set(props["instanceLifecycleConfig"]) == {"initializer", "preStop"}
-    assert props["asyncInvokeConfig"]["maxAsyncRetryAttempts"] == 0
-    assert props["asyncInvokeConfig"]["maxAsyncEventAgeInSeconds"] >= 600
-    assert props["timeout"] >= 1800, "a job of long videos runs inside one invocation"
-    assert props["diskSize"] == 10240
-    assert props["instanceConcurrency"] > 1, "webhooks are light: they can share an instance"
+    assert "preStop" in props["instanceLifecycleConfig"]
 
     (trigger,) = props["triggers"]
     assert trigger["triggerType"] == "http"
     assert trigger["triggerConfig"]["authType"] == "anonymous"
     assert set(trigger["triggerConfig"]["methods"]) == {"GET", "POST"}
+
+
+def test_s_yaml_is_two_functions_from_one_image(s_yaml: dict[str, Any]) -> None:
+    webhook, worker = (rendered_props(s_yaml, function) for function in ("webhook", "worker"))
+    assert webhook["customContainerConfig"]["image"] == worker["customContainerConfig"]["image"]
+    assert webhook["functionName"] != worker["functionName"]
+
+    # The webhook function: light, many requests per instance, nothing loaded before its first request.
+    hook_env = webhook["environmentVariables"]
+    assert hook_env["SERVER_ROLE"] == "webhook"
+    assert hook_env["JOB_FUNCTION_NAME"] == worker["functionName"], "Cancel must stop the worker's task"
+    assert "initializer" not in webhook["instanceLifecycleConfig"]
+    assert webhook["customContainerConfig"]["healthCheckConfig"]["initialDelaySeconds"] == 0
+    assert webhook["memorySize"] <= 2048 and webhook["instanceConcurrency"] >= 10
+    assert "asyncInvokeConfig" not in webhook
+
+    # The worker: models loaded in its initializer, 4 vCPU / 8 GB, one job per async task.
+    work_env = worker["environmentVariables"]
+    assert work_env.get("SERVER_ROLE", "all") == "all"
+    assert set(worker["instanceLifecycleConfig"]) == {"initializer", "preStop"}
+    assert (worker["cpu"], worker["memorySize"], worker["diskSize"]) == (4, 8192, 10240)
+    assert worker["asyncInvokeConfig"]["asyncTask"] is True
+    assert worker["asyncInvokeConfig"]["maxAsyncRetryAttempts"] == 0
+    assert worker["asyncInvokeConfig"]["maxAsyncEventAgeInSeconds"] >= 600
+    assert worker["timeout"] >= 1800, "a job of long videos runs inside one invocation"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_functions_environment_is_a_valid_configuration(
+    s_yaml: dict[str, Any], function: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.config import Settings
+
+    env = rendered_props(s_yaml, function)["environmentVariables"]
+    placeholders = {"JOB_SECRET": "s" * 64, "JOB_INVOKE_URL": "https://worker.cn-hangzhou.fcapp.run"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, placeholders.get(name, value))
+    settings = Settings.load()
+    assert settings.server_role == ("webhook" if function == "webhook" else "all")
+    assert settings.event_mode == "webhook"
+    assert settings.missing_for_events() == []
 
 
 @pytest.mark.parametrize("required", ["region", "functionName", "runtime", "customContainerConfig"])
@@ -211,13 +248,14 @@ def literal_secrets(environment: dict[str, Any]) -> list[str]:
 
 
 def test_no_secret_is_written_literally_in_s_yaml(s_yaml: dict[str, Any]) -> None:
-    raw_env = fc3_resource(s_yaml)["props"]["environmentVariables"]  # before rendering
-    assert {name for name in raw_env if SECRET_NAME.search(name)} >= EXPECTED_SECRETS
-    assert literal_secrets(raw_env) == []
+    for resource in fc3_resources(s_yaml).values():
+        raw_env = resource["props"]["environmentVariables"]  # before rendering
+        assert {name for name in raw_env if SECRET_NAME.search(name)} >= EXPECTED_SECRETS
+        assert literal_secrets(raw_env) == []
 
 
 def test_the_secret_check_catches_a_literal_or_a_default(s_yaml: dict[str, Any]) -> None:
-    raw_env = dict(fc3_resource(s_yaml)["props"]["environmentVariables"])
+    raw_env = dict(fc3_resources(s_yaml)["worker"]["props"]["environmentVariables"])
     raw_env["FEISHU_APP_SECRET"] = "0123456789abcdef"
     raw_env["JOB_SECRET"] = "${env('JOB_SECRET', 'changeme')}"
     raw_env["FEISHU_ENCRYPT_KEY"] = "${env('FEISHU_ENCRYPT_KEY', '')}"  # would deploy unsigned events
@@ -335,7 +373,12 @@ def test_every_hadolint_ignore_is_explained_and_needed(tmp_path: Path) -> None:
 def test_dockerfile_installs_cpu_torch_first_then_the_project_with_constraints() -> None:
     runs = [args for keyword, args in instructions(dockerfile_text()) if keyword == "RUN"]
     torch = next(i for i, cmd in enumerate(runs) if "torch==" in cmd)
-    assert "--index-url https://download.pytorch.org/whl/cpu" in runs[torch]
+    # The CPU index is a build argument (for mirrors), offered beside PyPI so that 2.13.0+cpu wins, and the
+    # install is held by the same constraints as every later one.
+    assert ("ARG", "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu") in stages(dockerfile_text())["deps"]
+    assert '${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}' in runs[torch]
+    assert "-c constraints.txt" in runs[torch]
+    assert "torch.version.cuda" in runs[torch], "the build must fail on a CUDA torch"
     assert re.search(r"\btorch==2\.13\.0(\s|$)", runs[torch])
     constrained = [i for i, cmd in enumerate(runs) if "pip install" in cmd and "-c constraints.txt" in cmd]
     deps = next(i for i in constrained if "-r /tmp/requirements.txt" in runs[i])
@@ -363,7 +406,7 @@ def test_dockerfile_layers_dependencies_before_source() -> None:
     )
     assert deps_install < first_source
     copies_before = [args for kw, args in ordered[:deps_install] if kw == "COPY"]
-    assert copies_before == ["pyproject.toml constraints.txt ./"]
+    assert copies_before == ["constraints.txt ./", "pyproject.toml ./"]
 
 
 def test_runtime_stage_is_slim_non_root_and_runs_the_server() -> None:
@@ -385,7 +428,10 @@ def test_runtime_stage_is_slim_non_root_and_runs_the_server() -> None:
 
     assert ("EXPOSE", "9000") in final
     (cmd,) = [args for kw, args in final if kw == "CMD"]
-    assert json.loads(cmd) == ["python", "server.py"]
+    assert json.loads(cmd) == ["python", "-m", "server"]
+    # One copy of the code, installed in the venv: the runtime stage copies no source of its own.
+    runtime_copies = [args for kw, args in final if kw == "COPY" and not args.startswith("--from")]
+    assert runtime_copies == []
 
     (healthcheck,) = [args for kw, args in final if kw == "HEALTHCHECK"]
     assert 'CMD ["python"' in healthcheck and "/health" in healthcheck
@@ -398,6 +444,7 @@ def test_every_apt_install_is_minimal_and_cleans_its_lists() -> None:
     for command in apt_runs:
         assert "--no-install-recommends" in command
         assert "rm -rf /var/lib/apt/lists/*" in command
+        assert "apt-get clean" in command, "no reliance on the base image's clean-up rule"
     runtime_apt = [args for kw, args in stages(dockerfile_text())["runtime"] if kw == "RUN" and "apt-get" in args]
     assert len(runtime_apt) == 1 and "ffmpeg" in runtime_apt[0] and "build-essential" not in runtime_apt[0]
 
@@ -434,6 +481,8 @@ def run_model_step(step: str, with_models: str, tmp_path: Path) -> subprocess.Co
     """The Dockerfile's own shell step, with /opt paths moved into tmp_path and a dry run for the download."""
     models = tmp_path / "opt-models"
     command = step.replace("/opt/model-tools/bin/python download_models.py", f"{sys.executable} {SCRIPT} --dry-run")
+    command = command.replace("python -m venv /opt/model-tools", "echo building-the-model-tools")
+    command = command.replace("/opt/model-tools/bin/pip install", "echo pip install")
     command = command.replace("/opt/models", str(models))
     return subprocess.run(
         ["sh", "-c", command], env={**os.environ, "WITH_MODELS": with_models}, capture_output=True, text=True
@@ -447,10 +496,12 @@ def test_models_are_optional_with_a_build_arg(tmp_path: Path) -> None:
     skipped = run_model_step(model_step(text), "0", tmp_path)
     assert skipped.returncode == 0, skipped.stderr
     assert (tmp_path / "opt-models").is_dir() and not any((tmp_path / "opt-models").iterdir())
+    assert "building-the-model-tools" not in skipped.stdout, "WITH_MODELS=0 builds no modelscope venv"
 
     planned = run_model_step(model_step(text), "1", tmp_path)
     assert planned.returncode == 0, planned.stderr
     assert "FUNASR_MODEL_DIR=" in planned.stdout
+    assert "building-the-model-tools" in planned.stdout
 
     wrong = run_model_step(model_step(text), "yes", tmp_path)
     assert wrong.returncode == 1
@@ -504,6 +555,22 @@ def test_healthchecks_pass_on_a_healthy_server_and_fail_otherwise(
     assert subprocess.run(argv, env=env, capture_output=True, check=False).returncode != 0
 
 
+@pytest.mark.parametrize("variable", ["PORT", "FC_CUSTOM_LISTEN_PORT", "FC_SERVER_PORT"])
+def test_the_image_healthcheck_asks_the_port_the_server_listens_on(
+    variable: str, health_server: tuple[int, type[HealthHandler]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings read PORT, then FC's FC_CUSTOM_LISTEN_PORT / FC_SERVER_PORT: so does the HEALTHCHECK."""
+    from bot.config import Settings
+
+    port, _ = health_server
+    for name in ("PORT", "FC_CUSTOM_LISTEN_PORT", "FC_SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, str(port))
+    assert Settings.load().port == port  # the server listens there...
+    argv = [sys.executable, *healthcheck_commands()["Dockerfile"][1:]]
+    assert subprocess.run(argv, capture_output=True, check=False).returncode == 0  # ...and the check asks there
+
+
 # --- docker-compose.yml -------------------------------------------------------------------------------------
 
 
@@ -532,6 +599,7 @@ def test_compose_runs_the_bot_with_env_file_volumes_and_healthcheck() -> None:
 
     mounts = dict(reversed(volume.split(":", 1)) for volume in bot["volumes"])
     env = bot["environment"]
+    assert env.get("EVENT_MODE", "websocket") == "websocket"  # the default: no public URL needed
     assert mounts[env["DATA_DIR"]] in document["volumes"], "DATA_DIR must be on a named volume"
     assert mounts[env["WORK_DIR"]] in document["volumes"] or env["WORK_DIR"] in bot.get("tmpfs", [])
     image_env = env_of(stages(dockerfile_text())["runtime"])
@@ -543,6 +611,12 @@ def test_compose_model_service_fills_the_same_volume_with_the_script() -> None:
     document = compose()
     models = document["services"]["models"]
     assert models["command"][:2] == ["python", "scripts/download_models.py"]
+    # The downloader is the Dockerfile's model-tools image (the bot's image has no modelscope), and that
+    # stage has the script where the command runs it.
+    assert models["build"]["target"] == "model-tools"
+    tools = stages(dockerfile_text())["model-tools"]
+    assert ("WORKDIR", "/app") in tools and ("COPY", "scripts/download_models.py ./scripts/") in tools
+    assert any(kw == "RUN" and "pip install" in args and "modelscope" in args for kw, args in tools)
     assert models["volumes"] == [f"models:{models['command'][2]}"]
     assert "setup" in models["profiles"], "a one-off job: not started by `docker compose up`"
 
@@ -662,6 +736,7 @@ def test_model_env_names_are_settings_fields(dm: ModuleType) -> None:
     assert {model.env_var for model in dm.MODELS} <= fields
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     target = tmp_path / "models"
     done = script(str(target), "--dry-run")
@@ -677,6 +752,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert not target.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -692,6 +768,7 @@ def test_bad_arguments_exit_2_with_usage(args: tuple[str, ...], message: str) ->
     assert message in done.stderr
 
 
+@pytest.mark.slow
 def test_a_target_that_is_a_file_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "models"
     target.write_text("not a directory")
@@ -785,6 +862,7 @@ def free_port() -> int:
         return port
 
 
+@pytest.mark.slow
 def test_unreachable_hub_fails_with_a_clear_message(tmp_path: Path) -> None:
     """The real modelscope client against a closed port: what a build without hub access shows."""
     target = tmp_path / "models"

@@ -8,12 +8,16 @@ import json
 import secrets
 from typing import Any
 
+import pytest
+
 from pipeline.jobs import JobStatus
 from tests.support.e2e_support import SHORT_KEYWORDS, E2EApp, card_header, card_size, cell_text, results_table
 from tests.support.events import SAMPLE_OPEN_ID
 from tests.support.feishu import TEXT, URL
 from tests.support.media_server import MediaServer
 from tests.support.webhook_harness import card_text
+
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
 
 FIELDS = [{"field_name": "标题", "type": TEXT}, {"field_name": "视频链接", "type": URL}]
 
@@ -95,9 +99,11 @@ def test_500_rows_keep_the_card_and_its_updates_sane(e2e: E2EApp, media_server: 
     card_message = e2e.card_message(done)
     history = [json.loads(content) for content in card_message.history]
     assert max(card_size(card) for card in history) < 30 * 1024
-    # Thousands of progress events became a handful of PATCHes, paced per message.
+    # Thousands of progress events became far fewer PATCHes, paced per message. How many depends on how
+    # long the job ran (at most one per 0.5 s while the card changes; over 100 when both cores are busy),
+    # so the bound is fewer than one per video, and the pacing is checked on the gaps.
     patches = e2e.fake.find("PATCH", f"/open-apis/im/v1/messages/{card_message.message_id}")
-    assert 2 <= len(patches) < 60
+    assert 2 <= len(patches) < 500
     assert min(b.at - a.at for a, b in itertools.pairwise(patches)) >= 0.45
     assert not [r for r in e2e.fake.requests if r.code == 230020]  # never over Feishu's per-message limit
     final = card_text(history[-1])

@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
+
 from pipeline.jobs import Job, JobStatus
 from tests.support.e2e_support import E2EApp, card_header, cell_text, results_table
 from tests.support.events import SAMPLE_OPEN_ID
 from tests.support.media_server import MediaServer
 from tests.support.webhook_harness import card_text, decoded
+
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
 
 SOMEONE_ELSE = "ou_0000000000000000000000000someone"
 

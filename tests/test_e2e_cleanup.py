@@ -8,9 +8,13 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from pipeline.jobs import JobStatus
 from tests.support.e2e_support import E2EApp, E2EEnv
 from tests.support.media_server import MediaServer
+
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
 
 TWO_DAYS_S = 2 * 24 * 3600.0
 

@@ -3,11 +3,15 @@ a token that expires half-way. The job still completes, with every row written e
 
 from __future__ import annotations
 
+import pytest
+
 from pipeline.jobs import JobStatus
 from tests.support.e2e_support import SHORT_KEYWORDS, E2EApp, card_header, cell_text, results_table
 from tests.support.events import SAMPLE_OPEN_ID
 from tests.support.media_server import MediaServer
 from tests.support.webhook_harness import callback_values, card_text
+
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
 
 PATCH = "/open-apis/im/v1/messages/*"
 UPLOAD = "/open-apis/drive/v1/medias/upload_all"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from pipeline.jobs import Job, JobStatus, JobStore
 from tests.support.e2e_support import (
@@ -34,6 +35,8 @@ from tests.support.e2e_support import (
 from tests.support.events import SAMPLE_OPEN_ID
 from tests.support.media_server import MediaServer
 from tests.support.webhook_harness import card_text
+
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
 
 ROOT = Path(__file__).resolve().parents[1]
 # A bound on waiting for the other process, not a performance claim.
@@ -58,6 +61,7 @@ def server_env(env: E2EEnv, port: int) -> dict[str, str]:
             "FEISHU_VERIFICATION_TOKEN": settings.feishu_verification_token.get_secret_value(),
             "FEISHU_ENCRYPT_KEY": settings.feishu_encrypt_key.get_secret_value(),
             "FEISHU_DOMAIN": settings.feishu_domain,
+            "EVENT_MODE": settings.event_mode,
             "DATA_DIR": str(settings.data_dir),
             "WORK_DIR": str(settings.work_dir),
             "LOG_LEVEL": "INFO",

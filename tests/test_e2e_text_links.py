@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from pipeline.jobs import JobStatus
 from tests.support.e2e_support import (
     SHORT_KEYWORDS,
@@ -20,6 +22,8 @@ from tests.support.e2e_support import (
 from tests.support.events import SAMPLE_OPEN_ID
 from tests.support.media_server import MediaServer
 from tests.support.webhook_harness import callback_values, card_text
+
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
 
 
 def test_two_links_one_good_one_broken(e2e: E2EApp, short_clip_url: str, media_server: MediaServer) -> None:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import pytest
+
 from pipeline.jobs import JobStatus
 from tests.support.e2e_support import SHORT_KEYWORDS, E2EApp, card_header, cell_text, results_table
 from tests.support.events import SAMPLE_OPEN_ID
 from tests.support.webhook_harness import card_text
+
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
 
 
 def media_message_id() -> str:

@@ -19,6 +19,8 @@ import pytest
 from tests.support.events import EventFactory
 from tests.support.feishu import FakeFeishu
 
+pytestmark = pytest.mark.slow  # real processes: python server.py started and stopped
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("lark_oapi", "torch", "funasr", "cv2", "faster_whisper", "ctranslate2", "modelscope", "pandas")
 START_PATH_DONE = "start path done"
@@ -94,6 +96,7 @@ def server_env(tmp_path: Path, fake: FakeFeishu, events: EventFactory, port: int
             "FEISHU_VERIFICATION_TOKEN": events.verification_token,
             "FEISHU_ENCRYPT_KEY": events.encrypt_key,
             "FEISHU_DOMAIN": fake.url,
+            "EVENT_MODE": "webhook",
             "DATA_DIR": str(tmp_path / "data"),
             "WORK_DIR": str(tmp_path / "work"),
             "LOG_LEVEL": "INFO",

@@ -29,6 +29,8 @@ from tests.support.feishu import FakeFeishu
 from tests.support.webhook_harness import card_text
 from tests.test_server import ROOT, ServerProcess, free_port, server_env
 
+pytestmark = pytest.mark.slow  # real processes: python server.py started and stopped
+
 GRACE_S = 3
 # Bounds on waiting, not performance claims: the grace, the outbox drain and a slow machine.
 EXIT_BOUND_S = 60.0

@@ -19,6 +19,9 @@ from pipeline.models import UserText
 
 FORM_LINKS = "links"
 FORM_TASK_NAME = "task_name"
+# The submit button's name: Feishu sends it as ``action.name`` with the form's fields, even when a client
+# leaves the button's callback value out.
+FORM_SUBMIT_BUTTON = "submit"
 FORM_SCREENSHOT_MODE = "screenshot_mode"
 FORM_SCREENSHOT_VALUE = "screenshot_value"
 FORM_FOLDER = "folder"
@@ -91,7 +94,7 @@ def task_form_card(*, creator_id: str = "", max_links: int = 20, problem: UserTe
             ),
             {
                 "tag": "button",
-                "name": "submit",
+                "name": FORM_SUBMIT_BUTTON,
                 "text": {"tag": "plain_text", "content": "开始分析 / Start"},
                 "type": "primary",
                 "form_action_type": "submit",

@@ -18,8 +18,9 @@ from pipeline.names import clean_name
 Card = dict[str, Any]
 
 CARD_LIMIT_BYTES = 30 * 1024
-# Room left for what Feishu adds around the card when it stores the message.
-_CARD_BUDGET_BYTES = CARD_LIMIT_BYTES - 2 * 1024
+# Feishu counts the limit on the request body, where the card travels as an escaped JSON string beside
+# the receive id, msg_type and uuid: leave room for those.
+_CARD_BUDGET_BYTES = CARD_LIMIT_BYTES - 1024
 MAX_LINE_CHARS = 200
 # A single message (a reason, a problem) may quote what the user sent: long, but not unbounded.
 MAX_MESSAGE_CHARS = 1000
@@ -90,12 +91,18 @@ def rejected_block(rejected: Sequence[UserText], shown: int) -> list[dict[str, A
     ]
 
 
+def request_bytes(card: Card) -> int:
+    """The card's size as Feishu measures it: the ``content`` string it becomes, escaped inside the JSON
+    request body (a quote or backslash costs two bytes there, a newline two, a CJK character three)."""
+    return len(json.dumps(card_json(card), ensure_ascii=False).encode())
+
+
 def fit(build: Callable[[int], Card], start: int) -> Card:
     """Build with ``start`` list items shown; halve until the JSON fits the card budget."""
     shown = start
     while True:
         card = build(shown)
-        if shown <= 1 or len(json.dumps(card, ensure_ascii=False).encode()) <= _CARD_BUDGET_BYTES:
+        if shown <= 1 or request_bytes(card) <= _CARD_BUDGET_BYTES:
             return card
         shown //= 2
 

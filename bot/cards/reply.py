@@ -37,6 +37,7 @@ def _accepts(max_links: int) -> tuple[str, str]:
         f"- 视频链接（http/https，一条消息最多 {max_links} 个）\n"
         "- 视频文件（直接发送到会话）\n"
         "- 多维表格链接（…/base/…?table=…），表中的视频会逐个分析\n"
+        "- 在群里：回复（引用）一条视频、文件或链接消息，并 @ 机器人\n"
         "**可选参数（写在同一条消息里）：**\n"
         "- `截图 0,5,12.5`：在这些秒数截图\n"
         "- `每10秒截图` 或 `间隔 10`：固定间隔截图\n"
@@ -49,6 +50,7 @@ def _accepts(max_links: int) -> tuple[str, str]:
         f"- video links (http/https, up to {max_links} per message)\n"
         "- a video file (send it into the chat)\n"
         "- a Bitable link (…/base/…?table=…): every video the table lists is analysed\n"
+        "- in a group: reply to (quote) a video, file or link message and @-mention the bot\n"
         "**Options (in the same message):**\n"
         "- `times 0,5,12.5`: screenshots at these seconds\n"
         "- `every 10s` or `interval 10`: a screenshot every N seconds\n"
@@ -148,9 +150,17 @@ def describe_plan(plan: ScreenshotPlan) -> UserText:
     return UserText(zh="在画面切换和讲话处截图", en="screenshots at scene changes and speech")
 
 
-def queued_card(job_id: str, spec: JobSpec, *, retry_of: str | None = None, key: str = "") -> Card:
+def queued_card(
+    job_id: str,
+    spec: JobSpec,
+    *,
+    retry_of: str | None = None,
+    key: str = "",
+    notes: Sequence[UserText] = (),
+) -> Card:
     """The card replied to the user's message when a job is queued; PATCHed later with progress.
-    ``retry_of``: the job whose failed videos this one retries; ``key``: the job's idempotency key."""
+    ``retry_of``: the job whose failed videos this one retries; ``key``: the job's idempotency key;
+    ``notes``: things the user should know before it runs (an unusable results folder, say)."""
     labels = [video_label(s) for s in spec.sources]
     plan = describe_plan(spec.options.screenshots)
     language = {"zh": ("中文", "Chinese"), "en": ("英文", "English")}.get(spec.options.language or "")
@@ -174,6 +184,7 @@ def queued_card(job_id: str, spec: JobSpec, *, retry_of: str | None = None, key:
             plain(videos_zh),
             *([plain(videos_en)] if videos_en != videos_zh else []),
             markdown(f"{settings_zh}\n{settings_en}"),
+            *[plain(clip(f"{n.zh}\n{n.en}", MAX_MESSAGE_CHARS)) for n in notes],
             *rejected_block(spec.rejected, shown),
             hr(),
             markdown(f"任务编号 / Job: `{job_id}`\n处理进度会更新在这张卡片上。Progress is shown on this card."),

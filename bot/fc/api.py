@@ -70,11 +70,15 @@ class FcContext:
         *,
         region: str = "",
         function_name: str = "",
+        job_function_name: str = "",
         fallback: CloudCredentials | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._region = region
         self._function_name = function_name
+        # Where the jobs run when that is another function (a two-function deployment): fixed, never replaced
+        # by the name FC passes with each request, which is this function's own.
+        self._job_function_name = job_function_name
         self._qualifier = ""
         self._account_id = ""
         self._fallback = fallback if fallback is not None and fallback.usable else None
@@ -108,8 +112,9 @@ class FcContext:
 
     @property
     def function_name(self) -> str:
+        """The function whose async tasks run the jobs (the one StopAsyncTask addresses)."""
         with self._lock:
-            return self._function_name
+            return self._job_function_name or self._function_name
 
     @property
     def qualifier(self) -> str:

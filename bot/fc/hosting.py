@@ -4,8 +4,13 @@ function, FC's lifecycle hooks, and the job invocations.
     admit(headers)            every webhook / job request: keeps FC's per-request context (credentials
                               for StopAsyncTask); 503 once the instance is stopping
     run_invocation(h, body)   POST /jobs/run: a signed job envelope, run here (``bot.fc.jobrun``)
+    initialize()              POST /initialize: load the speech model now
     pre_stop()                GET /pre-stop: stop taking work; jobs running here are interrupted and their
                               users told (FC cannot resume them elsewhere)
+
+``SERVER_ROLE`` picks the class: ``all`` (``FcHosting``) answers Feishu and runs the jobs; ``webhook``
+(``FcWebhookHosting``), the light function of a two-function deployment, answers Feishu and hands every
+job to the worker function at ``JOB_INVOKE_URL``: its initializer loads nothing and it runs no job.
 
 Shutdown (SIGTERM): uvicorn stops listening, lets requests in flight finish, then the bot stops its
 runner with ``SHUTDOWN_GRACE_S``.
@@ -65,10 +70,13 @@ class FcHosting(Hosting):
 
     @classmethod
     def build(cls, needs: HostingNeeds) -> FcHosting:
+        """The hosting ``SERVER_ROLE`` asks for, built from ``needs``."""
         settings, store, cards, clock = needs.settings, needs.store, needs.cards, needs.clock
+        hosting_class = FcWebhookHosting if settings.server_role == "webhook" else cls
         fc = FcContext(
             region=settings.fc_region,
             function_name=settings.fc_function_name,
+            job_function_name=settings.job_function_name,
             fallback=CloudCredentials(
                 access_key_id=settings.alibaba_cloud_access_key_id.get_secret_value(),
                 access_key_secret=settings.alibaba_cloud_access_key_secret.get_secret_value(),
@@ -91,7 +99,7 @@ class FcHosting(Hosting):
         job_run = JobRunEndpoint(
             secret=secret, max_age_s=settings.job_signature_max_age_s, seen=needs.seen, runner=runner, clock=clock
         )
-        return cls(
+        return hosting_class(
             settings=settings,
             store=store,
             runner=runner,
@@ -124,3 +132,19 @@ class FcHosting(Hosting):
     @property
     def active_job_ids(self) -> frozenset[str]:
         return self._fc_runner.active_job_ids
+
+
+class FcWebhookHosting(FcHosting):
+    """``SERVER_ROLE=webhook``: the light function of a two-function deployment. It answers Feishu and
+    submits each job to the worker function (``JOB_INVOKE_URL``); its cancels stop the worker's tasks
+    (``JOB_FUNCTION_NAME``). Its instances are small and must answer Feishu within 3 s of a cold start,
+    so its initializer loads no model and it runs no job."""
+
+    def run_invocation(self, headers: Mapping[str, str], body: bytes | None) -> Answer:  # noqa: ARG002
+        # A JOB_INVOKE_URL pointing back at the webhook function would run jobs on its small instances.
+        message = "this is the webhook function (SERVER_ROLE=webhook): jobs run on the worker function"
+        return Answer.problem(404, "not_found", message)
+
+    def initialize(self) -> Answer:
+        log.info("initialize: SERVER_ROLE=webhook, no speech model to load")
+        return Answer.ok(status="ready", role="webhook")

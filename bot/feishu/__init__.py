@@ -4,7 +4,7 @@ calls, so importing this package stays cheap on the server's start path."""
 
 from bot.feishu.bitable import RECORDS_PER_BATCH, BitableApp, BitableField, BitableTable
 from bot.feishu.client import FeishuClient
-from bot.feishu.drive import DriveFile, FolderPage, WikiNode
+from bot.feishu.drive import DriveFile, FolderPage
 from bot.feishu.errors import (
     CredentialsRejected,
     FeishuError,
@@ -12,14 +12,16 @@ from bot.feishu.errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    ScopeMissing,
     TokenInvalid,
     TooLarge,
     TransientError,
     error_for,
 )
 from bot.feishu.files import MB, UPLOAD_ALL_MAX_BYTES
-from bot.feishu.messages import card_json
+from bot.feishu.messages import FetchedMessage, card_json
 from bot.feishu.transport import RetryPolicy
+from bot.feishu.wiki import WikiNode
 
 __all__ = [
     "MB",
@@ -32,12 +34,14 @@ __all__ = [
     "DriveFile",
     "FeishuClient",
     "FeishuError",
+    "FetchedMessage",
     "FolderPage",
     "MessageGone",
     "NotFound",
     "PermissionDenied",
     "RateLimited",
     "RetryPolicy",
+    "ScopeMissing",
     "TokenInvalid",
     "TooLarge",
     "TransientError",

@@ -7,9 +7,10 @@ from bot.feishu.bitable import Bitable
 from bot.feishu.drive import Drive
 from bot.feishu.files import Files
 from bot.feishu.messages import Messages
+from bot.feishu.wiki import Wiki
 
 
-class FeishuClient(Messages, Files, Bitable, Drive):
+class FeishuClient(Messages, Files, Bitable, Drive, Wiki):
     """Synchronous and thread-safe (the SDK client holds no per-call state; the token cache is shared).
 
     ``sleep`` and ``clock`` are injectable so tests can observe waits without spending them."""

@@ -1,4 +1,4 @@
-"""Drive: folder listings and file deletion, permissions (collaborators, owner), and Wiki nodes."""
+"""Drive: folder listings and file deletion, permissions (collaborators, owner, access checks)."""
 
 from __future__ import annotations
 
@@ -23,14 +23,6 @@ class DriveFile:
 class FolderPage:
     files: tuple[DriveFile, ...]
     next_page_token: str = ""  # empty: the last page
-
-
-@dataclass(frozen=True)
-class WikiNode:
-    node_token: str
-    obj_token: str
-    obj_type: str
-    title: str = ""
 
 
 class Drive(Transport):
@@ -130,23 +122,16 @@ class Drive(Transport):
 
         self._run("drive.permission_member.transfer_owner", call)
 
-    # ---- Wiki ------------------------------------------------------------------------------------
-
-    def get_wiki_node(self, node_token: str) -> WikiNode:
-        """What a ``/wiki/<token>`` link wraps (a Base: ``obj_type == "bitable"``, ``obj_token`` its app_token)."""
-        from lark_oapi.api.wiki.v2 import GetNodeSpaceRequest
+    def may(self, token: str, *, doc_type: str, action: str) -> bool:
+        """Whether the app may do ``action`` (view, edit, ...) on a document or folder
+        (``GET /open-apis/drive/v1/permissions/:token/members/auth``)."""
+        from lark_oapi.api.drive.v1 import AuthPermissionMemberRequest
 
         def call() -> Any:
-            request = GetNodeSpaceRequest.builder().token(node_token).obj_type("wiki").build()
-            return self._sdk.wiki.v2.space.get_node(request)
+            request = AuthPermissionMemberRequest.builder().token(token).type(doc_type).action(action).build()
+            return self._sdk.drive.v1.permission_member.auth(request)
 
-        node = self._run("wiki.space.get_node", call).data.node
-        return WikiNode(
-            node_token=node.node_token or node_token,
-            obj_token=node.obj_token,
-            obj_type=node.obj_type,
-            title=node.title or "",
-        )
+        return bool(self._run("drive.permission_member.auth", call).data.auth_result)
 
 
 def _seconds(value: Any) -> int:

@@ -6,6 +6,7 @@ FeishuError(code, msg, http_status, log_id)   anything the Open Platform refused
 ├── TokenInvalid         the tenant token was rejected even after one refetch
 ├── CredentialsRejected  the app id / secret are wrong (fix the configuration)
 ├── PermissionDenied     the app lacks access (not added to the Base, not in the chat, ...)
+│   └── ScopeMissing     a scope is not granted (99991672): ``scopes`` names what to add
 ├── MessageGone          recalled, deleted, or too old to update (14 days)
 ├── NotFound             unknown message resource, Base, table, media or wiki node
 ├── TooLarge             over a size limit (ours or Feishu's)
@@ -15,6 +16,7 @@ FeishuError(code, msg, http_status, log_id)   anything the Open Platform refused
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,12 +38,12 @@ PERMISSION_CODES = frozenset(
         230002,  # bot not in the chat
         230027,  # lack of necessary permissions
         234004,  # message resource: app not in the chat
-        99991672,  # app lacks the API scope
-        99991679,
         131006,  # wiki: permission denied
     }
 )
-NOT_FOUND_CODES = frozenset({91402, 1254040, 1254041, 1254043, 1061003, 1061007, 1061044, 234003, 131005})
+# The app (99991672) or the user token (99991679) lacks a scope; the message names the scopes in brackets.
+SCOPE_CODES = frozenset({99991672, 99991679})
+NOT_FOUND_CODES = frozenset({91402, 1254040, 1254041, 1254043, 1061003, 1061007, 1061044, 1063005, 234003, 131005})
 TOO_LARGE_CODES = frozenset({230025, 234037, 1061043})
 TRANSIENT_CODES = frozenset({1254607, 1255040, 1254291, 1061045, 1061001, 1061006, 1255001, 1255002})
 
@@ -94,6 +96,20 @@ class PermissionDenied(FeishuError):
     pass
 
 
+class ScopeMissing(PermissionDenied):
+    """The app has not been granted a scope the call needs: ``scopes`` are those Feishu names (any one
+    of them is enough), parsed from its message ("... one of the following scopes is required: [a, b]")."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        found = _SCOPE_LIST.search(self.msg)
+        names = found.group(1).split(",") if found else []
+        self.scopes: tuple[str, ...] = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+
+
+_SCOPE_LIST = re.compile(r"\[([A-Za-z0-9_.:,\s-]+)\]")
+
+
 class MessageGone(FeishuError):
     pass
 
@@ -137,6 +153,8 @@ def error_for(
         return CredentialsRejected(code, msg, **kwargs)
     if code in MESSAGE_GONE_CODES:
         return MessageGone(code, msg, **kwargs)
+    if code in SCOPE_CODES:
+        return ScopeMissing(code, msg, **kwargs)
     if code in PERMISSION_CODES:
         return PermissionDenied(code, msg, **kwargs)
     if code in NOT_FOUND_CODES:

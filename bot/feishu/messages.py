@@ -5,15 +5,29 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.feishu.errors import NotFound
 from bot.feishu.transport import Transport
 
 
 def card_json(card: Mapping[str, Any]) -> str:
     """A card as the ``content`` string the message APIs take."""
     return json.dumps(card, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    """A chat message read back with the get-message API (a parent a user replied to)."""
+
+    message_id: str
+    message_type: str
+    content: str  # the raw JSON string, as in a receive event
+    chat_id: str = ""
+    sender_type: str = ""
+    deleted: bool = False  # recalled
 
 
 class Messages(Transport):
@@ -51,6 +65,26 @@ class Messages(Transport):
             return self._sdk.im.v1.message.patch(request)
 
         self._run("im.message.patch", call)
+
+    def get_message(self, message_id: str) -> FetchedMessage:
+        """One message by id (``GET /open-apis/im/v1/messages/:message_id``); the bot must be in its chat."""
+        from lark_oapi.api.im.v1 import GetMessageRequest
+
+        def call() -> Any:
+            return self._sdk.im.v1.message.get(GetMessageRequest.builder().message_id(message_id).build())
+
+        items = self._run("im.message.get", call).data.items or []
+        if not items:
+            raise NotFound(-1, "no such message", operation="im.message.get")
+        item = items[0]
+        return FetchedMessage(
+            message_id=item.message_id or message_id,
+            message_type=item.msg_type or "",
+            content=(item.body.content if item.body is not None else "") or "",
+            chat_id=item.chat_id or "",
+            sender_type=(item.sender.sender_type if item.sender is not None else "") or "",
+            deleted=bool(item.deleted),
+        )
 
     def _create_message(
         self, receive_id: str, receive_id_type: str, msg_type: str, content: str, key: str | None

@@ -30,6 +30,7 @@ from bot.inbound.events import CardAction, CardActionReply
 from bot.inbound.intake import CardActionRouter, CardReplier, send_first_card_then_submit
 from bot.job.card_updater import CardSink
 from bot.job.record import JobResult
+from bot.job.result_folder import FolderAccess, folder_problem
 from bot.keys import form_key, retry_key
 from bot.outbox import Outbox
 from pipeline.errors import InvalidOptionsError, PipelineError
@@ -98,10 +99,12 @@ class CardActions:
         rules: CommandRules,
         clock: Callable[[], float] = time.time,
         cancel_elsewhere: bool = False,
+        folders: FolderAccess | None = None,
     ) -> None:
         """``cancel_elsewhere``: the runner can stop jobs this instance has no record of (Function
         Compute, where a click may land on another instance than the one running the job)."""
         self._cancel_elsewhere = cancel_elsewhere
+        self._folders = folders  # asks Feishu whether a form's folder can take the results Base
         self._store = store
         self._runner = runner
         self._outbox = outbox
@@ -239,6 +242,12 @@ class CardActions:
         spec = self._spec_from_form(action)
         if isinstance(spec, UserText):
             return CardActionReply(toast=spec, toast_type="error")
+        folder = spec.options.target_folder
+        if folder and self._folders is not None:
+            # Asked now, not when the analysis is done: an unusable folder is answered before any work.
+            problem = folder_problem(self._folders, folder)
+            if problem is not None:
+                return CardActionReply(toast=problem, toast_type="error")
         key = form_key(action.open_message_id, action.operator_open_id, action.form_value)
         job, created = self._store.create(spec, idempotency_key=key)
         submitted = cards.form_submitted_card(job.id, len(job.spec.sources))

@@ -30,6 +30,7 @@ from pipeline.safe_json import JsonTooDeep, loads_bounded
 
 FEISHU_RESOURCE = "feishu_message_resource"
 FEISHU_BITABLE = "feishu_bitable"
+WIKI_TOKEN = "wiki_token"  # noqa: S105 - a meta key: a Bitable source linked through a wiki node (bot.job.wiki_bases)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -296,6 +297,7 @@ def classify_link(link: str) -> VideoSource | UserText:
 
 
 _BASE_PATH = re.compile(r"^/base/([A-Za-z0-9]+)/?$")
+_WIKI_PATH = re.compile(r"^/wiki/([A-Za-z0-9]+)/?$")
 
 
 def _classify_feishu_link(link: str, path: str, query: str) -> VideoSource | UserText:
@@ -310,14 +312,16 @@ def _classify_feishu_link(link: str, path: str, query: str) -> VideoSource | Use
         if view_id:
             meta["view_id"] = view_id
         return VideoSource(kind=FEISHU_BITABLE, locator=base.group(1), name="", meta=meta)
-    if path.startswith("/wiki/"):
-        # A wiki node's token is not the Base's app_token; resolving it needs wiki permissions the
-        # bot does not ask for, so the user is told how to get the direct link instead.
-        return UserText(
-            zh=f"知识库中的多维表格链接暂不支持：{link}。请在多维表格右上角「分享」中复制 /base/ 开头的链接再发送。",
-            en=f"Bitable links inside a wiki are not supported yet: {link}. Open the Base, use Share and send "
-            "the link that contains /base/.",
-        )
+    wiki = _WIKI_PATH.match(path)
+    if wiki:
+        # A wiki node's token is not the Base's app_token: the job resolves it (bot.job.wiki_bases) before reading.
+        params = parse_qs(query)
+        meta = {"url": link, WIKI_TOKEN: wiki.group(1)}
+        for key, name in (("table", "table_id"), ("view", "view_id")):
+            value = (params.get(key) or [""])[0]
+            if value:
+                meta[name] = value
+        return VideoSource(kind=FEISHU_BITABLE, locator=wiki.group(1), name="", meta=meta)
     return UserText(
         zh=f"这是飞书文档或云空间链接，不是可下载的视频：{link}。请直接发送视频文件，或发送多维表格链接。",
         en=f"This Feishu document or Drive link is not a downloadable video: {link}. Send the video file "

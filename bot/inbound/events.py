@@ -37,6 +37,7 @@ class IncomingMessage:
     sender_type: str  # "user" for people; "app" for bots, including this one
     mentions: tuple[Mention, ...] = ()
     tenant_key: str = ""
+    parent_id: str = ""  # the message this one replies to (quotes), if any
 
     @property
     def from_person(self) -> bool:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from bot import cards
 from bot.inbound.commands import BadOptions, CommandRules, Help, NewJob, Nothing, parse_message
 from bot.inbound.events import CardAction, CardActionReply, IncomingMessage
+from bot.inbound.replied import RepliedMessages
 from bot.keys import first_card_uuid, job_key_for_message, reply_uuid
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
@@ -71,7 +72,12 @@ class Intake:
         replier: CardReplier,
         rules: CommandRules,
         metrics: BotMetrics,
+        replied: RepliedMessages | None = None,
+        queued_notes: Callable[[], tuple[UserText, ...]] | None = None,
     ) -> None:
+        self._replied = replied  # reads the message a reply points at (group chats)
+        # Said on each queued card, asked on the outbox (the configured results folder's state).
+        self._queued_notes = queued_notes
         self._store = store
         self._runner = runner
         self._outbox = outbox
@@ -81,6 +87,12 @@ class Intake:
 
     def on_message(self, message: IncomingMessage) -> None:
         command = parse_message(message, self._rules)
+        replied = self._replied
+        if replied is not None and replied.wanted(message, command):
+            # The reply itself holds nothing: what it points at is read off the request path.
+            self._metrics.commands.labels(command="replied").inc()
+            self._outbox.submit(lambda: replied.resolve(message, self._queue, self._reply), name="reply:replied")
+            return
         if isinstance(command, NewJob):
             self._metrics.commands.labels(command="job").inc()
             self._queue(message, command.spec)
@@ -112,7 +124,9 @@ class Intake:
 
         send_first_card_then_submit(
             job,
-            lambda: cards.queued_card(job.id, spec, key=job.idempotency_key or ""),  # built off the request path too
+            lambda: cards.queued_card(  # built off the request path too
+                job.id, spec, key=job.idempotency_key or "", notes=self._queued_notes() if self._queued_notes else ()
+            ),
             outbox=self._outbox,
             replier=self._replier,
             store=self._store,
@@ -159,11 +173,20 @@ class CardActionRouter:
         return action in self._handlers
 
     def __call__(self, action: CardAction) -> CardActionReply:
-        handler = self._handlers.get(action.action)
+        name = action.action or _form_submit(action)
+        handler = self._handlers.get(name)
         if handler is None:
-            log.info("card action %r has no handler; answered with a toast", action.action[:40])
+            log.info("card action %r has no handler; answered with a toast", name[:40])
             return STALE_ACTION
         return handler(action)
+
+
+def _form_submit(action: CardAction) -> str:
+    """A form sent without the button's callback value (some clients drop it): the button's name and the
+    form's fields still say what it is."""
+    if action.name == cards.FORM_SUBMIT_BUTTON and action.form_value:
+        return cards.SUBMIT_TASK_FORM
+    return ""
 
 
 def default_card_actions() -> CardActionRouter:

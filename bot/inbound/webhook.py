@@ -3,6 +3,7 @@
 A request passes these steps in order; the first that refuses answers with a 4xx JSON error carrying a
 reason (also counted in metrics), never a 500 or a stack trace:
 
+    configured?   FEISHU_ENCRYPT_KEY or FEISHU_VERIFICATION_TOKEN unset         403  (every request)
     body          empty / not JSON / nested too deeply / not a JSON object    400
     signed?       event without X-Lark-Signature/-Timestamp/-Nonce headers     401  (when an encrypt key is set;
                   decrypted here only to let an unsigned url_verification through)
@@ -73,6 +74,7 @@ class Rejection(StrEnum):
     OTHER_APP = "other_app"
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"
+    NOT_CONFIGURED = "webhook_not_configured"
 
 
 _REJECTIONS: dict[Rejection, tuple[int, str]] = {
@@ -91,6 +93,10 @@ _REJECTIONS: dict[Rejection, tuple[int, str]] = {
     Rejection.OTHER_APP: (403, "event is for another app"),
     Rejection.TOO_LARGE: (413, "request body too large"),
     Rejection.UNAVAILABLE: (503, "temporarily unavailable, retry later"),
+    Rejection.NOT_CONFIGURED: (
+        403,
+        "this bot takes no webhook events: FEISHU_ENCRYPT_KEY and FEISHU_VERIFICATION_TOKEN are not both set",
+    ),
 }
 
 
@@ -210,6 +216,9 @@ class WebhookHandler:
             self.warm_up()
         lowered = {k.lower(): v for k, v in headers.items()}
         try:
+            if not (self._encrypt_key and self._verification_token):
+                # Without both, a request cannot be verified: trust none rather than an unsigned one.
+                raise _Refused(Rejection.NOT_CONFIGURED)
             if not body.strip():
                 raise _Refused(Rejection.EMPTY_BODY)
             envelope = _json_object(body, Rejection.NOT_JSON, Rejection.NOT_AN_OBJECT)
@@ -225,6 +234,22 @@ class WebhookHandler:
         if dispatched.challenge is not None:
             self._metrics.events_received.labels(event_type=URL_VERIFICATION).inc()
             return Answer.ok(challenge=dispatched.challenge)
+        return self._route(dispatched)
+
+    def route_event(self, event: Any) -> Answer:
+        """An event the SDK has already parsed elsewhere (the long connection): the same steps a webhook
+        event takes after decryption (app check, dedupe, messages, card actions)."""
+        header = getattr(event, "header", None)
+        return self._route(
+            _Dispatched(
+                event=event,
+                event_type=_s(getattr(header, "event_type", None)),
+                event_id=_s(getattr(header, "event_id", None)),
+                app_id=_s(getattr(header, "app_id", None)),
+            )
+        )
+
+    def _route(self, dispatched: _Dispatched) -> Answer:
         if self._app_id and dispatched.app_id != self._app_id:
             return self._refuse(Rejection.OTHER_APP)
         self._metrics.events_received.labels(event_type=dispatched.event_type).inc()
@@ -426,6 +451,7 @@ def _message_from_sdk(data: Any) -> IncomingMessage:
         sender_type=_s(getattr(sender, "sender_type", None)),
         mentions=mentions,
         tenant_key=_s(getattr(header, "tenant_key", None)),
+        parent_id=_s(getattr(message, "parent_id", None)),
     )
 
 

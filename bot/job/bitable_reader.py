@@ -28,6 +28,7 @@ from bot.feishu import (
     FeishuError,
     NotFound,
     PermissionDenied,
+    ScopeMissing,
 )
 from bot.inbound.commands import FEISHU_BITABLE, classify_link, find_links
 from bot.job.feishu_sources import (
@@ -37,8 +38,10 @@ from bot.job.feishu_sources import (
     BitableNotFoundError,
     BitableNoVideoError,
     BitableSourceError,
+    MissingScopeError,
 )
 from bot.job.record import SkippedRow
+from bot.job.wiki_bases import resolve_wiki_base
 from pipeline.models import SourceKind, UserText, VideoSource
 
 if TYPE_CHECKING:
@@ -142,6 +145,7 @@ def expand_bitable(client: FeishuClient, source: VideoSource, *, max_rows: int) 
         raise ValueError(f"expand_bitable takes {FEISHU_BITABLE!r} sources, got {source.kind!r}")
     if max_rows < 1:
         raise ValueError("max_rows must be at least 1")
+    source = resolve_wiki_base(client, source)  # a /wiki/ link: the Base it wraps, or a clear refusal
     app_token = source.locator
     link = source.meta.get("url", "")
     view_id = source.meta.get("view_id") or None
@@ -252,6 +256,8 @@ def _read_table(
             records = list(
                 client.iter_records(app_token, table.table_id, view_id=view_id, field_names=wanted, page_size=50)
             )
+    except ScopeMissing as err:
+        raise MissingScopeError(err) from err
     except PermissionDenied as err:
         raise BitableAccessError(f"cannot read Base {app_token}: {err}") from err
     except NotFound as err:

@@ -44,11 +44,13 @@ from bot.feishu import (
     FeishuError,
     PermissionDenied,
     RateLimited,
+    ScopeMissing,
     TransientError,
 )
 from bot.inbound.commands import FEISHU_BITABLE
 from bot.job.card_updater import CardSink
 from bot.job.record import DeliveryNotes, JobResult, progress_record
+from bot.scopes import missing_scope_text
 from pipeline.errors import JobCancelled, PipelineError
 from pipeline.jobs import Job, JobStatus, job_error
 from pipeline.jobs.progress import BatchProgress
@@ -150,9 +152,14 @@ class Delivery:
     def sink(self) -> BitableSink:
         with self._lock:
             if self._sink is None:
+                from bot.app import state_path
                 from bot.job.results_sink import BitableSink
+                from bot.job.upload_quota import UploadQuota
 
-                self._sink = BitableSink(self.feishu, default_folder_token=self.settings.feishu_folder_token)
+                quota = UploadQuota(state_path(self.settings), daily_limit=self.settings.feishu_upload_daily_limit)
+                self._sink = BitableSink(
+                    self.feishu, default_folder_token=self.settings.feishu_folder_token, quota=quota
+                )
             return self._sink
 
     def expand(self, source: VideoSource, max_rows: int) -> BitableExpansion:
@@ -192,10 +199,11 @@ class _JobRun:
         if self.resumed_from is not None and self.job.attempts > 1:
             log.info("resuming after a restart (attempt %d)", self.job.attempts)
             self._push(self.job)  # where it was, with the "resumed" note
-            # Shown before the attempt starts over: else the next push (all videos back to "waiting")
-            # coalesces it away whenever the card worker is slower than the restart.
-            if not self.d.cards.flush(self.job.id, RESUMED_CARD_WAIT_S):
-                log.info("the resumed card was not delivered within %.0f s; going on", RESUMED_CARD_WAIT_S)
+            # The updater keeps only the latest card per job: without waiting here, the card ``_start``
+            # pushes a moment later replaces this one before a worker sends it (often, on a busy
+            # machine), and the user never sees where the job was.
+            if not self.d.cards.flush(self.job.id, self.d.flush_timeout_s):
+                log.warning("the resumed card was not delivered within %.0f s", self.d.flush_timeout_s)
         try:
             outcome = self._work()
         except JobCancelled:
@@ -527,7 +535,9 @@ class _JobRun:
 
 def feishu_job_error(exc: FeishuError) -> dict[str, Any]:
     """A Feishu failure outside the results table (reading sources, say)."""
-    if isinstance(exc, RateLimited | TransientError):
+    if isinstance(exc, ScopeMissing):
+        message = missing_scope_text(exc)
+    elif isinstance(exc, RateLimited | TransientError):
         message = UserText(
             zh="飞书暂时不可用或繁忙，任务没有完成。请稍后重新发送。",
             en="Feishu was unavailable or busy, so the job did not finish. Send it again later.",
@@ -548,12 +558,18 @@ def feishu_job_error(exc: FeishuError) -> dict[str, Any]:
 
 def delivery_error(exc: FeishuError) -> dict[str, Any]:
     """The results table could not be written: why, and what to do."""
-    if isinstance(exc, PermissionDenied):
+    if isinstance(exc, ScopeMissing):
+        text = missing_scope_text(exc)
         message = UserText(
-            zh="视频已分析完，但机器人没有权限在目标位置创建多维表格（例如没有目标文件夹的编辑权限）。"
-            "请把文件夹共享给机器人应用，或不指定文件夹，然后点「重试」。",
-            en="The videos were analysed, but the bot may not create a Base where it was asked to (no edit access "
-            "to the target folder, say). Share the folder with the bot's app, or leave the folder out, then click "
+            zh="视频已分析完，但结果没能写入多维表格。" + text.zh,
+            en="The videos were analysed, but the results could not be written to a Base. " + text.en,
+        )
+    elif isinstance(exc, PermissionDenied):
+        message = UserText(
+            zh="视频已分析完，但机器人没有权限创建或共享结果多维表格。请管理员确认应用已开通云文档权限"
+            "（drive:drive、bitable:app），然后点「重试」。",
+            en="The videos were analysed, but the bot may not create or share the results Base. Ask the "
+            "administrator to check that the app has the Drive scopes (drive:drive, bitable:app), then click "
             "“Retry”.",
         )
     elif isinstance(exc, RateLimited | TransientError):

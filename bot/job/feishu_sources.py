@@ -34,11 +34,13 @@ from bot.feishu import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    ScopeMissing,
     TooLarge,
     TransientError,
 )
 from bot.inbound.commands import FEISHU_RESOURCE
 from bot.job.record import int_or_none
+from bot.scopes import missing_scope_text
 from pipeline.download import ByteProgress, DownloadPolicy, download, reserve_path, safe_filename
 from pipeline.errors import DownloadError, SourceError, TooLargeError
 from pipeline.models import CancelToken, FetchedFile, UserText, VideoSource
@@ -69,6 +71,15 @@ ADD_APP_HOW_TO = UserText(
 # --------------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------------
+
+
+class MissingScopeError(SourceError):
+    """Feishu refused a read because the app lacks a scope: the message names the scope to add."""
+
+    code = "feishu_scope_missing"
+
+    def __init__(self, err: ScopeMissing) -> None:
+        super().__init__(f"scope missing: {err}", missing_scope_text(err))
 
 
 class FeishuFileError(SourceError):
@@ -166,6 +177,8 @@ def _resend(zh: str, en: str) -> UserText:
 
 def _message_resource_error(err: FeishuError) -> SourceError:
     detail = f"message resource download failed: {err}"
+    if isinstance(err, ScopeMissing):
+        return MissingScopeError(err)
     if isinstance(err, MessageGone | NotFound):
         return FeishuFileError(
             detail, _resend("这条消息里的文件已撤回、删除或已过期。", "The file was recalled, deleted or expired.")
@@ -246,6 +259,8 @@ class DriveMediaFetcher:
 def _drive_media_error(err: FeishuError, source: VideoSource) -> SourceError:
     detail = f"drive media download failed: {err}"
     row = source.meta.get("row_number", "?")
+    if isinstance(err, ScopeMissing):
+        return MissingScopeError(err)
     if isinstance(err, PermissionDenied):
         return BitableAccessError(detail)
     if isinstance(err, NotFound):

@@ -43,6 +43,7 @@ from bot.feishu import (
     FeishuClient,
     FeishuError,
     NotFound,
+    PermissionDenied,
 )
 from bot.job.record import SkippedRow
 from bot.job.result_rows import (
@@ -60,6 +61,7 @@ from bot.job.result_rows import (
     table_url_for,
     transcript_cells,
 )
+from bot.job.upload_quota import UploadQuota
 from bot.keys import base_name_tag, rows_client_token
 from pipeline.download import safe_filename
 from pipeline.models import CancelToken, UserText, VideoResult
@@ -77,6 +79,11 @@ BASE_SEARCH_SLACK_S = 600
 
 # Feishu: this client_token was used before with a different request body.
 CLIENT_TOKEN_CONFLICT = 1255006
+# Feishu: "the same request was submitted repeatedly" (an earlier identical call may still be in flight, or
+# may have been applied): possibly applied, so the table is read before the chunk is sent again.
+POSSIBLY_APPLIED = 1254608
+POSSIBLY_APPLIED_TRIES = 3
+POSSIBLY_APPLIED_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,24 @@ class _Throttle:
             self._sleep(slot - now)
 
 
+def upload_keys(row: ResultRow) -> list[tuple[str, tuple[int, int]]]:
+    """The uploads a row wants, each with its priority when the day's allowance runs short (lower first):
+    contact sheet, subtitles, full transcript, then screenshots by rank. Keys match ``_Run._prepare``."""
+    result = row.video
+    if result is None:
+        return []
+    keys: list[tuple[str, tuple[int, int]]] = []
+    outputs = result.outputs
+    if outputs is not None and outputs.contact_sheet is not None:
+        keys.append(("sheet", (0, 0)))
+    if outputs is not None and outputs.subtitles_srt is not None:
+        keys.append(("srt", (1, 0)))
+    if outputs is not None and result.transcript is not None and transcript_cells(result.transcript).cut:
+        keys.append(("txt", (2, 0)))
+    keys.extend((f"shot:{n}", (3, n)) for n in range(1, len(result.screenshots) + 1))
+    return keys
+
+
 class BitableSink:
     """Writes a job's results into a new Base. Share one instance per process: its upload throttle
     spans every job it writes, and Feishu's 5 QPS for ``upload_all`` is per app. Each job writes its
@@ -132,12 +157,17 @@ class BitableSink:
         upload_qps: float = 4.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        quota: UploadQuota | None = None,
     ) -> None:
         if not 0 < upload_qps < UPLOAD_QPS_CEILING:
             raise ValueError(f"upload_qps must be above 0 and below Feishu's {UPLOAD_QPS_CEILING:g} QPS")
         self._client = client
         self._default_folder_token = default_folder_token
         self._throttle = _Throttle(upload_qps, clock, sleep)
+        self._sleep = sleep
+        self._quota = quota  # the app's daily upload allowance; None = not counted
+        # Feishu refuses overlapping uploads from one app (1061045): one at a time across all jobs here.
+        self._upload_lock = threading.Lock()
 
     def write(
         self,
@@ -231,7 +261,27 @@ class _Run:
                     self._delete_orphan(orphan)
                 self.checkpoint()
                 return
-        app = self.client.create_bitable_app(intent["name"], intent["folder_token"])
+        try:
+            app = self.client.create_bitable_app(intent["name"], intent["folder_token"])
+        except (PermissionDenied, NotFound) as err:
+            if not intent["folder_token"]:
+                raise
+            # The folder turned unusable after the job was accepted: the analysis is done, so the Base goes
+            # to the app's own space (and is handed over like any other) rather than the work being lost.
+            log.warning("job %s: no Base in folder %s (%s); created in the app's space", self.job_id, folder_token, err)
+            # Recorded before the call, like the first: a retry looks for a lost answer's Base there.
+            intent["folder_token"] = ""
+            self.checkpoint()
+            app = self.client.create_bitable_app(intent["name"], "")
+            self.note(
+                UserText(
+                    zh="无法在指定的文件夹中创建结果表格（机器人没有该文件夹的编辑权限，或文件夹已不存在），"
+                    "表格已创建在机器人的空间并转给你。要存到文件夹，请把机器人所在的群加为文件夹协作者（可编辑）。",
+                    en="The results Base could not be created in the folder you chose (the bot may not edit it, or it "
+                    "no longer exists), so it was created in the bot's space and handed over to you. To save into "
+                    "the folder, give a group that contains the bot edit access to it.",
+                )
+            )
         self.state.update(app_token=app.app_token, url=app.url, default_table_id=app.default_table_id)
         log.info("job %s: results Base %s created", self.job_id, app.app_token)
         self.checkpoint()
@@ -342,29 +392,19 @@ class _Run:
         prepared: dict[str, Any] = self.state.setdefault("prepared", {})
         done = chunks[written - 1][1] if written else 0
         self._progress(done, total)
-        app_token, table_id = self.state["app_token"], self.state["table_id"]
+        self._plan_uploads(rows, done, prepared)
         for index in range(written, len(chunks)):
             start, end = chunks[index]
             for position in range(start, end):
                 self.check_cancel()
                 if str(position) not in prepared:
-                    outcome = self._prepare(rows[position])
+                    outcome = self._prepare(rows[position], position)
                     prepared[str(position)] = outcome.to_dict()
                     if outcome.files or outcome.notes:
                         self.checkpoint()
             records = [row_record(rows[p], PreparedUploads.from_dict(prepared[str(p)])) for p in range(start, end)]
             self.check_cancel()
-            try:
-                self.client.batch_create_records(
-                    app_token, table_id, records, client_token=rows_client_token(self.job_id, index)
-                )
-            except FeishuError as err:
-                if err.code != CLIENT_TOKEN_CONFLICT:
-                    raise
-                # Feishu has seen this chunk's token with another body: an attempt before a crash was
-                # applied, and the resumed job analysed the videos again (timings differ). Those rows
-                # are in the table once; sending them again under a new token would duplicate them.
-                log.warning("job %s: rows chunk %d was already written before a restart", self.job_id, index)
+            self._create_chunk(index, records, rows_before=start)
             for position in range(start, end):
                 prepared.pop(str(position), None)
             self.state["chunks_written"] = index + 1
@@ -373,6 +413,32 @@ class _Run:
             # Rows in the table, not rows prepared: a failed write must not read "2 / 2 rows".
             self._progress(end, total)
         return int(self.state.get("rows_written", 0))
+
+    def _create_chunk(self, index: int, records: list[dict[str, Any]], *, rows_before: int) -> None:
+        app_token, table_id = self.state["app_token"], self.state["table_id"]
+        for attempt in range(1, POSSIBLY_APPLIED_TRIES + 1):
+            try:
+                self.client.batch_create_records(
+                    app_token, table_id, records, client_token=rows_client_token(self.job_id, index)
+                )
+                return
+            except FeishuError as err:
+                if err.code == CLIENT_TOKEN_CONFLICT:
+                    # Feishu has seen this chunk's token with another body: an attempt before a crash was
+                    # applied, and the resumed job analysed the videos again (timings differ). Those rows
+                    # are in the table once; sending them again under a new token would duplicate them.
+                    log.warning("job %s: rows chunk %d was already written before a restart", self.job_id, index)
+                    return
+                if err.code != POSSIBLY_APPLIED or attempt == POSSIBLY_APPLIED_TRIES:
+                    raise
+            # 1254608: look before writing again. The table is this job's own, so its row count says
+            # whether the chunk landed.
+            self.sink._sleep(POSSIBLY_APPLIED_WAIT_S * attempt)
+            present = sum(1 for _ in self.client.iter_records(app_token, table_id))
+            if present >= rows_before + len(records):
+                log.warning("job %s: rows chunk %d answered 1254608 but was applied", self.job_id, index)
+                return
+            log.warning("job %s: rows chunk %d answered 1254608 and is not in the table; again", self.job_id, index)
 
     def _progress(self, done: int, total: int) -> None:
         if self.on_progress is not None:
@@ -392,7 +458,50 @@ class _Run:
         self.checkpoint()
         return chunks
 
-    def _prepare(self, row: ResultRow) -> PreparedUploads:
+    def _plan_uploads(self, rows: Sequence[ResultRow], done: int, prepared: Mapping[str, Any]) -> None:
+        """Reserve today's uploads for the rows still to write, once per job (kept in the checkpoint). When
+        fewer are left than wanted, the most useful go first: every contact sheet, then subtitles, then
+        full transcripts, then screenshots by rank (each video's first ones before anyone's later ones)."""
+        quota = self.sink._quota
+        if quota is None or "uploads_left_out" in self.state:
+            return
+        wanted = [
+            (priority, position, key)
+            for position in range(done, len(rows))
+            if str(position) not in prepared
+            for key, priority in upload_keys(rows[position])
+        ]
+        granted = quota.take(len(wanted))
+        left_out: dict[str, list[str]] = {}
+        for _, position, key in sorted(wanted)[granted:]:
+            left_out.setdefault(str(position), []).append(key)
+        self.state["uploads_left_out"] = left_out
+        if left_out:
+            missing = len(wanted) - granted
+            log.warning("job %s: %d of %d uploads left out (daily quota)", self.job_id, missing, len(wanted))
+            self.note(
+                UserText(
+                    zh=f"今天飞书的上传额度（每个应用每天 {quota.daily_limit} 次）不够：{missing} 个附件未上传，"
+                    "已优先上传截图总览和字幕。未上传的附件已写在对应行的备注里。",
+                    en=f"Feishu's upload allowance for today ({quota.daily_limit} a day per app) ran short: "
+                    f"{missing} attachment(s) were not uploaded; contact sheets and subtitles went first. Each "
+                    "row's notes say what it is missing.",
+                )
+            )
+        self.checkpoint()
+
+    def _allowed(self, position: int, key: str, label: UserText, outcome: PreparedUploads) -> bool:
+        if key not in self.state.get("uploads_left_out", {}).get(str(position), ()):
+            return True
+        outcome.notes.append(
+            UserText(
+                zh=f"{label.zh}未上传：今天的飞书上传额度已用完。",
+                en=f"The {label.en} was not uploaded: today's Feishu upload allowance ran out.",
+            )
+        )
+        return False
+
+    def _prepare(self, row: ResultRow, position: int) -> PreparedUploads:
         """Upload a video row's files; notes say what could not be attached."""
         outcome = PreparedUploads()
         result = row.video
@@ -404,19 +513,25 @@ class _Run:
                 zh=f"截图 {n}（{format_clock(shot.time_s)}）", en=f"screenshot {n} ({format_clock(shot.time_s)})"
             )
             name = f"{n:02d}-{format_clock(shot.time_s).replace(':', '-')}{shot.path.suffix or '.jpg'}"
-            self._upload(outcome, Col.SCREENSHOTS, shot.path, "bitable_image", name, label)
+            if self._allowed(position, f"shot:{n}", label, outcome):
+                self._upload(outcome, Col.SCREENSHOTS, shot.path, "bitable_image", name, label)
         outputs = result.outputs
         if outputs is not None and outputs.contact_sheet is not None:
             label = UserText(zh="截图总览", en="contact sheet")
-            self._upload(outcome, Col.CONTACT_SHEET, outputs.contact_sheet, "bitable_image", f"{stem}-总览.jpg", label)
+            if self._allowed(position, "sheet", label, outcome):
+                sheet = outputs.contact_sheet
+                self._upload(outcome, Col.CONTACT_SHEET, sheet, "bitable_image", f"{stem}-总览.jpg", label)
         if outputs is not None and outputs.subtitles_srt is not None:
             label = UserText(zh="字幕文件", en="subtitles file")
-            self._upload(outcome, Col.SUBTITLES, outputs.subtitles_srt, "bitable_file", f"{stem}.srt", label)
+            if self._allowed(position, "srt", label, outcome):
+                self._upload(outcome, Col.SUBTITLES, outputs.subtitles_srt, "bitable_file", f"{stem}.srt", label)
         transcript = result.transcript
         if transcript is not None and transcript_cells(transcript).cut:
             label = UserText(zh="完整转写文件", en="full transcript file")
             txt = outputs.transcript_txt if outputs is not None else None
-            if txt is not None and txt.is_file():
+            if outputs is not None and not self._allowed(position, "txt", label, outcome):
+                pass
+            elif txt is not None and txt.is_file():
                 self._upload(outcome, Col.FULL_TRANSCRIPT, txt, "bitable_file", f"{stem}.txt", label)
             elif outputs is not None:
                 # Written beside the video's other outputs: inside the job's workspace, removed with it.
@@ -454,11 +569,12 @@ class _Run:
                 )
             )
             return
-        self.throttle.wait()
         try:
-            token = self.client.upload_media(
-                path, parent_type=parent_type, parent_node=self.state["app_token"], file_name=name
-            )
+            with self.sink._upload_lock:
+                self.throttle.wait()
+                token = self.client.upload_media(
+                    path, parent_type=parent_type, parent_node=self.state["app_token"], file_name=name
+                )
         except CredentialsRejected:
             raise
         except (FeishuError, OSError) as err:

@@ -286,6 +286,62 @@ def test_a_submitted_form_queues_a_job_like_a_message(app: WebhookClient, jobs: 
 
 
 @pytest.mark.parametrize(
+    ("access", "expected_zh", "expected_en"),
+    [
+        ("none", "没有这个文件夹的编辑权限", "may not edit this folder"),
+        ("view", "没有这个文件夹的编辑权限", "may not edit this folder"),
+        ("missing", "找不到这个文件夹", "does not exist"),
+    ],
+)
+def test_a_form_folder_the_bot_cannot_use_is_answered_at_once(
+    app: WebhookClient, access: str, expected_zh: str, expected_en: str
+) -> None:
+    """Checked when the form is sent (the permission API), not after the analysis: no job is queued."""
+    app.fake.set_folder_access("fldcnNoAccess0001", access)
+    form = {
+        "links": "https://v.example.com/a.mp4",
+        "folder": "https://example.feishu.cn/drive/folder/fldcnNoAccess0001",
+    }
+
+    body = submit(app, form)
+
+    assert body["toast"]["type"] == "error"
+    assert expected_zh in body["toast"]["content"]
+    assert "card" not in body
+    assert app.all_jobs() == []
+    (asked,) = app.fake.find("GET", "/open-apis/drive/v1/permissions/fldcnNoAccess0001/members/auth")
+    assert asked.query == {"type": "folder", "action": "edit"}
+    assert expected_en in body["toast"]["i18n"]["en_us"]
+
+
+def test_a_form_sent_without_the_buttons_value_still_routes(app: WebhookClient, jobs: ScriptedJobs) -> None:
+    """Feishu's callback may carry only ``action.name`` and ``form_value`` (no ``value``): still the form."""
+    body = click(
+        app,
+        {},
+        form_value={"links": "https://v.example.com/a.mp4"},
+        open_message_id=FORM_CARD,
+        name="submit",
+    )
+    assert body["toast"]["type"] == "success"
+    (job,) = app.all_jobs()
+    assert [s.locator for s in job.spec.sources] == ["https://v.example.com/a.mp4"]
+    jobs.wait_started(job.id)
+
+
+def test_a_valueless_click_that_is_not_the_form_is_stale(app: WebhookClient) -> None:
+    body = click(app, {}, name="submit")  # the button's name, but no form fields
+    assert "按钮已失效" in body["toast"]["content"]
+    assert app.all_jobs() == []
+
+
+def test_a_form_without_a_folder_asks_feishu_nothing(app: WebhookClient, jobs: ScriptedJobs) -> None:
+    body = submit(app, {"links": "https://v.example.com/a.mp4"})
+    assert body["toast"]["type"] == "success"
+    assert app.fake.find("GET", "/open-apis/drive/v1/permissions/*") == []
+
+
+@pytest.mark.parametrize(
     ("form", "expected"),
     [
         ({"links": "no links here"}, "没有可用的视频链接"),

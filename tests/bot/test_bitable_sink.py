@@ -313,6 +313,47 @@ def test_an_explicit_folder_and_an_empty_title(fake_feishu: FakeFeishu, sink: Bi
     assert app.name == f"视频分析 Video analysis · {base_name_tag(JOB)}"
 
 
+@pytest.mark.parametrize("access", ["none", "missing"])
+def test_a_folder_that_turned_unusable_falls_back_to_the_apps_space(
+    fake_feishu: FakeFeishu, sink: BitableSink, access: str
+) -> None:
+    """The analysis is done when the Base is created: a folder the app cannot use (any more) must not lose
+    it. The Base goes to the app's own space, is handed over, and a note says so."""
+    fake_feishu.set_folder_access("fldcnGone", access)
+
+    result = sink.write(job_id=JOB, title="周会", owner_open_id=OWNER, videos=synthetic(2), folder_token="fldcnGone")
+
+    folders = [c.json.get("folder_token", "") for c in fake_feishu.find("POST", "/open-apis/bitable/v1/apps")]
+    assert folders == ["fldcnGone", ""]  # refused in the folder, then made in the app's space
+    assert fake_feishu.app(result.app_token).folder_token == ""
+    assert result.rows_written == 2 and result.owner_transferred
+    assert fake_feishu.owner(result.app_token) == {"member_type": "openid", "member_id": OWNER}
+    (note,) = result.notes
+    assert "机器人的空间" in note.zh and "bot's space" in note.en
+
+
+def test_1254608_on_a_chunk_that_was_applied_is_not_written_again(fake_feishu: FakeFeishu, sink: BitableSink) -> None:
+    """ "Same request submitted repeatedly" may mean the rows landed: the table is read, and nothing is
+    sent twice."""
+    fake_feishu.fail("POST", BATCH, status=400, code=1254608, msg="same request submitted repeatedly", applied=True)
+
+    result = sink.write(job_id=JOB, title="周会", owner_open_id=OWNER, videos=synthetic(3))
+
+    assert len(fake_feishu.find("POST", BATCH)) == 1
+    assert len(fake_feishu.find("GET", f"/open-apis/bitable/v1/apps/{result.app_token}/tables/*/records")) >= 1
+    assert len(fake_feishu.records(result.app_token, result.table_id)) == 3 and result.rows_written == 3
+
+
+def test_1254608_on_a_chunk_that_did_not_land_sends_it_again(fake_feishu: FakeFeishu, sink: BitableSink) -> None:
+    fake_feishu.fail("POST", BATCH, status=400, code=1254608, msg="same request submitted repeatedly")
+
+    result = sink.write(job_id=JOB, title="周会", owner_open_id=OWNER, videos=synthetic(3))
+
+    sent = fake_feishu.find("POST", BATCH)
+    assert len(sent) == 2 and sent[0].query["client_token"] == sent[1].query["client_token"]
+    assert len(fake_feishu.records(result.app_token, result.table_id)) == 3
+
+
 def test_1200_videos_are_written_in_chunks_of_500_with_stable_client_tokens(
     fake_feishu: FakeFeishu, sink: BitableSink
 ) -> None:

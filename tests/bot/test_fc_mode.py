@@ -48,6 +48,8 @@ from tests.support.feishu import FakeFeishu, FakeMessage
 from tests.support.media_server import MediaServer
 from tests.support.webhook_harness import WebhookClient, WebhookEnv, callback_values, card_text, webhook_settings
 
+pytestmark = pytest.mark.slow  # end to end: the real app, fake Feishu, real media and Whisper
+
 SECRET = secrets.token_hex(24)
 JOB_TIMEOUT_S = 120.0
 
@@ -433,6 +435,52 @@ def test_a_cancel_on_an_instance_that_never_saw_the_job_still_stops_it(
         end_stopped_invocation(b, job.id)
 
 
+def test_two_functions_the_webhook_function_stops_the_workers_task(
+    tmp_path: Path, fake_feishu: FakeFeishu, media_server: MediaServer
+) -> None:
+    """The two-function layout: the webhook function (SERVER_ROLE=webhook) answers Feishu and the click, the
+    worker function runs the job. FC tells the webhook function its own name with every request; the stop
+    must still address the worker's task."""
+    slow = media_server.url("/trickle/clip.mp4?chunk=65536&pause=1.0")
+    with FakeFcFront(function_name="video-insight-worker") as worker_front:
+        webhook_env = fc_env(
+            tmp_path,
+            fake_feishu,
+            worker_front,
+            "webhook",
+            server_role="webhook",
+            job_function_name="video-insight-worker",
+        )
+        worker_env = fc_env(tmp_path, fake_feishu, worker_front, "worker")
+        with webhook_env.serve(job_function=None) as webhook, worker_env.serve(job_function=None) as worker:
+            worker_front.route_to(worker.url)
+
+            def to_webhook_function(request: tuple[Headers, bytes]) -> tuple[Headers, bytes]:
+                headers, body = through_fc(request, worker_front)
+                return {**headers, "x-fc-function-name": "video-insight-webhook"}, body
+
+            request = webhook.events.text(slow)
+            assert webhook.send(to_webhook_function(request)).json() == {"msg": "ok"}
+            message_id = webhook.message_id_of(request)
+            job = webhook.job_for(message_id)
+            assert job is not None
+            wait_for(
+                lambda: (j := worker.bot.store.get(job.id)) is not None and j.status is JobStatus.RUNNING,
+                "the worker runs it",
+            )
+
+            (reply,) = webhook.replies_to(message_id)
+            (cancel_value,) = callback_values(json.loads(reply.history[0]))
+            click = webhook.events.card_action(
+                value=cancel_value, operator_open_id=job.spec.creator_id, open_message_id=reply.message_id
+            )
+            answer = webhook.send(to_webhook_function(click)).json()
+            assert answer["toast"]["i18n"]["en_us"] == "Cancelled."
+            (stop,) = worker_front.stops_of(task_id_for(message_id, job.id))
+            assert (stop.status, stop.function_name) == (200, "video-insight-worker")
+            end_stopped_invocation(worker, job.id)
+
+
 def end_stopped_invocation(instance: WebhookClient, job_id: str) -> None:
     """FC ends an invocation it stopped; the stand-in cannot reach into the instance, so the test does,
     rather than leave the job's threads running past the test."""
@@ -517,6 +565,24 @@ def test_initialize_without_the_model_answers_503_with_the_reason(
         assert any("initialize" in r.getMessage() and str(missing) in r.getMessage() for r in caplog.records)
 
 
+def test_the_webhook_role_loads_no_model_and_runs_no_job(
+    tmp_path: Path, fake_feishu: FakeFeishu, front: FakeFcFront
+) -> None:
+    """SERVER_ROLE=webhook: FC's initializer returns at once (a cold webhook must answer within Feishu's 3 s),
+    and a job invocation that reaches this function by mistake is refused, not run on its small instance."""
+    env = fc_env(tmp_path, fake_feishu, front, server_role="webhook", asr_backend="whisper", whisper_beam_size=3)
+    with env.serve() as app:
+        engine = get_transcriber(app.bot.settings)
+        response = app.http.post(app.url + "/initialize", headers=front.forwarded_headers())
+        assert (response.status_code, response.json()) == (200, {"status": "ready", "role": "webhook"})
+        assert getattr(engine, "load_count") == 0  # noqa: B009 - the engines' counter, not in the protocol
+
+        body = envelope_for("https://videos.example.com/a.mp4").to_json()
+        refused = post_jobs_run(app, body, signed_headers(SECRET, body, time.time()))
+        assert refused.status_code == 404
+        assert "SERVER_ROLE=webhook" in refused.json()["message"]
+
+
 def test_pre_stop_stops_intake_and_tells_the_running_jobs_user(
     tmp_path: Path, fake_feishu: FakeFeishu, front: FakeFcFront, media_server: MediaServer
 ) -> None:
@@ -572,6 +638,10 @@ def test_fc_async_settings_name_what_is_missing_and_never_the_secret() -> None:
     with pytest.raises(ConfigError) as not_a_url:
         Settings.load(job_runner="fc-async", fc_invoke_url="f.fcapp.run", job_secret=SECRET)
     assert "INVOKE_URL" in str(not_a_url.value)
+
+    with pytest.raises(ConfigError) as local_webhook:
+        Settings.load(server_role="webhook")
+    assert "SERVER_ROLE=webhook" in str(local_webhook.value) and "JOB_RUNNER=fc-async" in str(local_webhook.value)
 
     ok = Settings.load(job_runner="fc-async", fc_invoke_url="https://f.fcapp.run/", job_secret=SECRET)
     assert ok.fc_invoke_url == "https://f.fcapp.run"

@@ -339,6 +339,7 @@ def test_logs_name_codes_and_log_ids_but_never_secrets_or_tokens(
         assert secret not in caplog.text
 
 
+@pytest.mark.slow
 def test_importing_the_module_does_not_import_the_sdk() -> None:
     code = "import sys, bot.feishu; print('lark_oapi' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd())

@@ -9,7 +9,7 @@ from tests.support.events import SAMPLE_APP_ID, EventFactory
 from tests.support.feishu import FakeFeishu
 from tests.support.webhook_harness import WebhookClient, WebhookEnv, card_text, decoded, webhook_settings
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "feishu-samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "feishu-samples"
 
 
 def test_a_video_message_queues_a_message_resource_job(webhook: WebhookClient) -> None:

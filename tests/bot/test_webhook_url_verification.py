@@ -8,8 +8,7 @@ from pathlib import Path
 from tests.support import events
 from tests.support.webhook_harness import WebhookClient, WebhookEnv, decoded, webhook_settings
 
-# The project sees the shared material at ../shared from its root.
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "feishu-samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "feishu-samples"
 
 
 def test_encrypted_challenge_as_feishu_sends_it_unsigned(webhook: WebhookClient) -> None:
@@ -44,12 +43,16 @@ def test_plain_challenge_with_a_wrong_token_is_refused(webhook: WebhookClient) -
     assert "challenge" not in response.text
 
 
-def test_an_app_without_an_encrypt_key_answers_plain_challenges(tmp_path: Path, webhook_env: WebhookEnv) -> None:
+def test_an_app_without_an_encrypt_key_refuses_every_webhook_request(tmp_path: Path, webhook_env: WebhookEnv) -> None:
+    # An unsigned request cannot be told from a forged one: without both secrets nothing is trusted.
     plain = events.EventFactory(app_id=webhook_env.fake.app_id, encrypt_key="")
     env = WebhookEnv(webhook_settings(tmp_path / "plain", webhook_env.fake, plain), webhook_env.fake, plain)
     with env.serve() as client:
         headers, body = plain.url_verification("no-key")
         assert json.loads(body)["type"] == "url_verification"  # really sent in the clear
-        response = client.post(body, headers)
-        assert (response.status_code, decoded(response)) == (200, {"challenge": "no-key"})
-        assert 'video_insight_webhook_events_total{event_type="url_verification"} 1.0' in client.metrics()
+        for request in ((headers, body), plain.text("https://v.example.com/a.mp4")):
+            response = client.send(request)
+            assert (response.status_code, decoded(response)["error"]) == (403, "webhook_not_configured")
+            assert "challenge" not in response.text
+        assert client.all_jobs() == []
+        assert 'video_insight_webhook_rejected_total{reason="webhook_not_configured"} 2.0' in client.metrics()

@@ -36,6 +36,8 @@ from tests.support import media
 from tests.support.asr_models import TinyFunasrModels
 from tests.support.media_server import PAGE_WITHOUT_VIDEO, MediaServer
 
+pytestmark = pytest.mark.slow  # real models (Whisper tiny.en, FunASR) on real media
+
 STAGES_OF_A_VIDEO = [
     Stage.DOWNLOADING,
     Stage.PROBING,

@@ -22,6 +22,8 @@ from pipeline.models import CancelToken, Transcript
 from tests.support.asr_fixtures import LongSpeech, read_wav, wav_duration, write_wav
 from tests.support.asr_models import TinyFunasrModels
 
+pytestmark = pytest.mark.slow  # real models (Whisper tiny.en, FunASR) on real media
+
 PUNCTUATION = set("，。？、")
 REPO = Path(__file__).resolve().parents[3]
 

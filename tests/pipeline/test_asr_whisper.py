@@ -15,6 +15,8 @@ from pipeline.models import CancelToken, Transcript
 from tests.support.asr_fixtures import LongSpeech, wav_duration
 from tests.support.media import SPEECH_KEYWORDS
 
+pytestmark = pytest.mark.slow  # real models (Whisper tiny.en, FunASR) on real media
+
 
 @pytest.fixture(scope="module")
 def whisper() -> WhisperTranscriber:

@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.demo import SAMPLE, clear_previous_results
+
+pytestmark = pytest.mark.slow  # end to end in a subprocess, with Whisper tiny.en
 
 
 def test_demo_replaces_old_results_and_shows_the_analysis(tmp_path: Path) -> None:

@@ -442,6 +442,7 @@ def test_shot_file_names_carry_hours_past_an_hour() -> None:
     assert frames.shot_file_name(12, 3725.0) == "shot_0012_1h02m05s.jpg"
 
 
+@pytest.mark.slow
 def test_importing_frames_does_not_import_opencv() -> None:
     code = "import sys, pipeline.frames, pipeline.ffmpeg; assert 'cv2' not in sys.modules, 'cv2 imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

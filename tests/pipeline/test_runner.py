@@ -479,6 +479,7 @@ def test_stop_leaves_running_jobs_for_the_next_start(db_path: Path, work_dir: Pa
     second_store.close()
 
 
+@pytest.mark.slow
 def test_a_killed_process_is_not_a_silent_loss(db_path: Path, work_dir: Path, runners: list[LocalRunner]) -> None:
     """A real process claims the job, starts writing, and is SIGKILLed. Recovery here requeues it, and a
     runner in this process then runs it to the end."""

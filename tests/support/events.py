@@ -6,7 +6,7 @@ Two steps, so tests can assert on the payload and still send exactly what Feishu
     headers, body = events.webhook_request(payload, encrypt_key="test key")
 
 ``EventFactory`` bundles the credentials (verification token, encrypt key, app id) and returns
-``(headers, body)`` directly. Payloads follow the official samples in ``/work/shared/feishu-samples/``
+``(headers, body)`` directly. Payloads follow the official samples in ``tests/fixtures/feishu-samples/``
 (envelope v2.0); ids default to fresh random values so deduplication never merges two test events.
 
 Encryption is Feishu's: key = sha256(encrypt_key), random 16-byte IV prefixed to the AES-256-CBC

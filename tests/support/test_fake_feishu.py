@@ -22,7 +22,7 @@ from lark_oapi.event.callback.model.p2_card_action_trigger import (
 from tests.support import events
 from tests.support.feishu import TOKEN_PATH, FakeFeishu
 
-SAMPLES = Path("/work/shared/feishu-samples")
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "feishu-samples"
 
 
 def sample(name: str) -> Any:

@@ -205,6 +205,7 @@ def webhook_settings(tmp_path: Path, fake: FakeFeishu, events: EventFactory, **o
         "feishu_verification_token": events.verification_token,
         "feishu_encrypt_key": events.encrypt_key,
         "feishu_domain": fake.url,
+        "event_mode": "webhook",
         "data_dir": tmp_path / "data",
         "work_dir": tmp_path / "work",
         "max_concurrent_jobs": 1,

@@ -98,6 +98,9 @@ class BitableApi:
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
             raise FeishuApiError(400, 1254001, "WrongRequestBody: name is required")
+        folder = str(body.get("folder_token") or "")
+        if folder:
+            self.check_folder_writable(folder)
         app_token = _random_token("", 27)
         app = FakeApp(
             app_token=app_token,

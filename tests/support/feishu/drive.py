@@ -227,3 +227,35 @@ class DriveApi:
         if node is None:
             raise FeishuApiError(400, 131005, "not found")
         return self._ok({"node": dict(node)})
+
+    # ---- folders -------------------------------------------------------------------------------------
+
+    def set_folder_access(self, folder_token: str, access: str) -> None:
+        """``edit`` (the default for any folder), ``view``, ``none``, or ``missing`` (no such folder)."""
+        if access not in ("edit", "view", "none", "missing"):
+            raise ValueError(access)
+        with self._lock:
+            self.folder_access[folder_token] = access
+
+    def check_folder_writable(self, folder_token: str) -> None:
+        """What creating a document in a folder answers when the app may not (Drive's codes)."""
+        access = self.folder_access.get(folder_token, "edit")
+        if access == "missing":
+            raise FeishuApiError(404, 1061003, "not found.")
+        if access != "edit":
+            raise FeishuApiError(403, 1061004, "forbidden.")
+
+    def _auth_member(self, rec: RecordedRequest, token: str) -> _Reply:
+        """``members/auth``: may the caller do ``action`` on ``token`` of ``type``?"""
+        doc_type = rec.query.get("type", "")
+        action = rec.query.get("action", "")
+        if not doc_type or action not in ("view", "edit", "share", "comment", "export", "copy", "print"):
+            raise FeishuApiError(400, 1063001, "Invalid parameter")
+        if doc_type == "folder":
+            access = self.folder_access.get(token, "edit")
+            if access == "missing":
+                raise FeishuApiError(404, 1063005, "Resource is deleted")
+            allowed = access == "edit" or (access == "view" and action == "view")
+        else:
+            allowed = token in self.apps
+        return self._ok({"auth_result": allowed})

@@ -4,7 +4,7 @@ Tests point ``FeishuClient`` (or any ``lark.Client``) at ``fake.url`` and then a
 received (``fake.requests``, ``find``, ``wait_for``) and on the state it keeps (messages and their patch
 history, Bases, tables, records, uploaded media, collaborators and owners).
 
-Behaviour follows ``/work/shared/FEISHU.md`` and the official samples in ``feishu-samples/``:
+Behaviour follows ``/work/shared/FEISHU.md`` and the official samples in ``tests/fixtures/feishu-samples/``:
 
 * every non-download endpoint answers ``{"code", "msg", "data"}`` (errors add ``error.log_id``), with the
   HTTP status Feishu documents for the code; every answer carries an ``X-Tt-Logid`` header;
@@ -98,6 +98,9 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
         self.images: dict[str, bytes] = {}
         self.resources: dict[tuple[str, str], FakeMedia] = {}
         self.wiki_nodes: dict[str, dict[str, str]] = {}
+        # Drive folders the app has less than edit access to ("view", "none") or that do not exist
+        # ("missing"); any other folder token is one the app may edit.
+        self.folder_access: dict[str, str] = {}
         self.issued_tokens: list[str] = []
 
         self._lock = threading.RLock()
@@ -197,12 +200,14 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
         msg: str | None = None,
         body: bytes | None = None,
         drop_connection: bool = False,
+        applied: bool = False,
     ) -> None:
         """Answer the next ``times`` matching requests (``None`` = all) with an error instead.
 
         Defaults: 429 / 99991400 with ``x-ogw-ratelimit-limit`` and ``x-ogw-ratelimit-reset: 1``;
         5xx default to code 1 "internal error". ``body`` replaces the JSON body (e.g. an HTML 502 page);
-        ``drop_connection`` closes the socket without answering. Faults are checked before auth."""
+        ``drop_connection`` closes the socket without answering; ``applied`` carries the request out first
+        (Feishu's "possibly applied" answers, such as 1254608). Faults are checked before auth."""
         if code is None:
             code = 99991400 if status == 429 else 1
         if msg is None:
@@ -223,6 +228,7 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
                     headers=all_headers,
                     body=body,
                     drop_connection=drop_connection,
+                    applied=applied,
                 )
             )
 
@@ -431,9 +437,16 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
             ("POST", rf"^/open-apis/drive/v1/permissions/{seg}/members$", self._add_member, True),
             ("GET", r"^/open-apis/drive/v1/files$", self._list_files, True),
             ("DELETE", rf"^/open-apis/drive/v1/files/{seg}$", self._delete_file, True),
+            ("GET", rf"^/open-apis/drive/v1/permissions/{seg}/members/auth$", self._auth_member, True),
             ("GET", r"^/open-apis/wiki/v2/spaces/get_node$", self._wiki_node, True),
         ]
         return [(m, re.compile(p), h, auth) for m, p, h, auth in routes]
+
+    def add_route(self, method: str, pattern: str, handler: Callable[..., _Reply], *, needs_auth: bool = False) -> None:
+        """Serve one more endpoint (a regex on the path; groups become arguments), e.g. the long
+        connection's (``tests/support/feishu/ws.py``)."""
+        with self._lock:
+            self._routes.append((method, re.compile(pattern), handler, needs_auth))
 
     def _handle(self, rec: RecordedRequest) -> _Reply | None:
         """Answer one recorded request. None = drop the connection."""
@@ -444,6 +457,10 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
             time.sleep(delay.seconds)
         with self._lock:
             fault = self._take_rule(self._faults, rec)
+            if fault is not None and fault.applied:
+                rec.fault = True
+                self._route(rec)  # done, whatever it answered; the caller hears the error
+                return self._error(fault.status, fault.code, fault.msg)
             if fault is not None:
                 rec.fault = True
                 if fault.drop_connection:
@@ -461,6 +478,7 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
         return reply
 
     def _route(self, rec: RecordedRequest) -> _Reply:
+        """The endpoint's answer (called with the lock held)."""
         for method, pattern, handler, needs_auth in self._routes:
             match = pattern.match(rec.path)
             if match is None or method != rec.method:

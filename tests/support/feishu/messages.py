@@ -37,6 +37,13 @@ class MessagesApi:
             raise FeishuApiError(400, 9499, "Bad Request: the body is not a JSON object")
         return rec.json
 
+    @staticmethod
+    def _check_body_size(rec: RecordedRequest, msg_type: str) -> None:
+        """Feishu's card limit counts the request body, where the card is a JSON string inside JSON: every
+        quote and backslash in the card takes two bytes there."""
+        if msg_type != "text" and len(rec.body) > CARD_LIMIT_BYTES:
+            raise FeishuApiError(400, 230025, "The length of the message content reaches its limit.")
+
     def _check_content(self, msg_type: str, content: Any) -> str:
         if msg_type not in MSG_TYPES:
             raise FeishuApiError(
@@ -60,8 +67,7 @@ class MessagesApi:
             raise FeishuApiError(
                 400, 230001, "Your request contains an invalid request parameter, ext=text content needs a text key."
             )
-        limit = TEXT_LIMIT_BYTES if msg_type == "text" else CARD_LIMIT_BYTES
-        if len(content.encode("utf-8")) > limit:
+        if msg_type == "text" and len(content.encode("utf-8")) > TEXT_LIMIT_BYTES:
             raise FeishuApiError(400, 230025, "The length of the message content reaches its limit.")
         return content
 
@@ -117,6 +123,7 @@ class MessagesApi:
             )
         msg_type = str(body.get("msg_type", ""))
         content = self._check_content(msg_type, body.get("content"))
+        self._check_body_size(rec, msg_type)
         existing = self._dedupe_uuid(body.get("uuid"))
         if existing is not None:
             return self._ok(self._message_data(existing))
@@ -144,6 +151,7 @@ class MessagesApi:
         body = self._body(rec)
         msg_type = str(body.get("msg_type", ""))
         content = self._check_content(msg_type, body.get("content"))
+        self._check_body_size(rec, msg_type)
         existing = self._dedupe_uuid(body.get("uuid"))
         if existing is not None:
             return self._ok(self._message_data(existing))
@@ -200,8 +208,7 @@ class MessagesApi:
             raise FeishuApiError(
                 400, 230099, "Failed to create card content, ext=ErrCode: 200621; ErrMsg: parse card json err"
             ) from None
-        if len(content.encode("utf-8")) > CARD_LIMIT_BYTES:
-            raise FeishuApiError(400, 230025, "The length of the message content reaches its limit.")
+        self._check_body_size(rec, "interactive")
         # The card on screen must be shared; a patch without update_multi unshares it (the next fails).
         if not self._is_shared_card(msg.body):
             raise FeishuApiError(

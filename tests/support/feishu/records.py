@@ -228,6 +228,7 @@ class _Fault(_Rule):
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     drop_connection: bool = False
+    applied: bool = False  # carry the request out, then answer with the error anyway
 
 
 @dataclass
