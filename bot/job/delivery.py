@@ -76,8 +76,6 @@ FLUSH_TIMEOUT_S = 30.0
 MAX_BITABLE_ROWS = 500
 # Waits before writing the results table again when Feishu stays busy beyond the client's own retries.
 DELIVERY_RETRY_DELAYS_S = (1.0, 3.0)
-# How long a resumed job waits for its "resumed, here is where it was" card before starting over.
-RESUMED_CARD_WAIT_S = 5.0
 
 
 Expander = Callable[[VideoSource, int], "BitableExpansion"]
