@@ -29,6 +29,7 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from bot import Answer, Settings
 from pipeline.config import ConfigError
@@ -109,6 +110,10 @@ def _unavailable() -> Response:
     return _respond(Answer.problem(503, "unavailable", "the bot is starting or failed to start; retry later"))
 
 
+class _Gone(Exception):
+    """The client went away (or was cut off by the read deadline) before its body was complete."""
+
+
 async def _read_capped(request: Request, cap: int) -> bytes | None:
     """The body, or None as soon as it is known to exceed ``cap`` bytes (the rest is never read)."""
     declared = request.headers.get("content-length")
@@ -116,12 +121,20 @@ async def _read_capped(request: Request, cap: int) -> bytes | None:
         return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            return None
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _Gone from None
     return b"".join(chunks)
+
+
+def _client_gone(_request: Request, _exc: Exception) -> Response:
+    # Nobody is listening: the connection is closed (see ``bot.read_deadlines``). No 500, no traceback.
+    return Response(status_code=408)
 
 
 def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> FastAPI:
@@ -152,6 +165,7 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
             await anyio.to_thread.run_sync(starter.stop, resolved.shutdown_grace_s)
 
     app = FastAPI(title="Video Insight Bot", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(_Gone, _client_gone)
     app.state.bot_starter = starter
 
     @app.get("/health")
@@ -263,6 +277,8 @@ def main() -> None:
 
     import uvicorn
 
+    from bot import read_deadline_protocol
+
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -271,6 +287,7 @@ def main() -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=int(STOP_TIMEOUT_S),
+        http=read_deadline_protocol(settings),
     )
 
 

@@ -1,7 +1,9 @@
 """The bot's front door: ``Bot`` (every request goes through one of its methods), its ``Settings``, and
-``Answer`` (what every ``Bot`` method answers with). Everything else in ``bot/`` is its inside.
+``Answer`` (what every ``Bot`` method answers with), and ``read_deadline_protocol`` (the HTTP protocol the
+server runs uvicorn with: deadlines on reading a request). Everything else in ``bot/`` is its inside.
 
-``Bot`` is imported on first use, so importing the settings stays cheap on the server's start path.
+``Bot`` and ``read_deadline_protocol`` are imported on first use, so importing the settings stays cheap on
+the server's start path.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from bot.config import Settings
 
 if TYPE_CHECKING:
     from bot.app import Bot
+    from bot.read_deadlines import read_deadline_protocol
 
-__all__ = ["Answer", "Bot", "Settings"]
+__all__ = ["Answer", "Bot", "Settings", "read_deadline_protocol"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from bot.app import Bot
 
         return Bot
+    if name == "read_deadline_protocol":
+        from bot.read_deadlines import read_deadline_protocol
+
+        return read_deadline_protocol
     raise AttributeError(f"module 'bot' has no attribute {name!r}")

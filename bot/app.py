@@ -195,7 +195,11 @@ def build_bot(
     if job_function is None and settings.job_function:
         job_function = import_job_function(settings.job_function)
     store = JobStore(state_path(settings), clock=clock)
-    seen = SeenStore(state_path(settings), ttl_s=settings.dedupe_ttl_hours * 3600.0)
+    seen = SeenStore(
+        state_path(settings),
+        ttl_s=settings.dedupe_ttl_hours * 3600.0,
+        claim_timeout_s=settings.dedupe_claim_timeout_s,
+    )
     card_updater = ProgressCards(feishu, store)
     if job_function is None:
         job_function = load_job_function(settings, feishu, card_updater)

@@ -78,6 +78,20 @@ class Settings(PipelineSettings):
         description="Listen port; FC_CUSTOM_LISTEN_PORT / FC_SERVER_PORT are used when PORT is unset.",
     )
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest webhook body accepted.")
+    http_header_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a request's headers (from connecting, or from its first byte) "
+        "before it gets a 408 and the connection is closed.",
+    )
+    http_body_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a request's whole body after its headers (a Content-Length "
+        "that promises more than arrives) before it gets a 408 and the connection is closed.",
+    )
     replay_window_s: int = Field(
         default=300, ge=30, le=3600, description="Signed requests older or newer than this are replays."
     )
@@ -85,6 +99,13 @@ class Settings(PipelineSettings):
         default=24.0,
         ge=8.0,
         description="How long delivered event and message ids are remembered (Feishu redelivers for ~7 h).",
+    )
+    dedupe_claim_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A message claimed by a handler that never finished it (the process died before its job "
+        "existed) is handled again when Feishu redelivers it after this many seconds.",
     )
     max_links_per_message: int = Field(default=20, ge=1, le=200, description="Videos accepted from one message.")
 

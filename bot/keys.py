@@ -8,6 +8,7 @@ retried (a redelivered event, a double click, a resent request, a resumed job) l
     first_card_uuid(job)                the ``uuid`` of a job's first card
     replacement_card_uuid(job)          the ``uuid`` of a card sent again when the first one is gone
     rows_client_token(job_id, chunk)    Bitable ``client_token`` of one chunk of result rows
+    base_name_tag(job_id)               the tag in a job's results Base name, by which a retry finds it
     fc_task_id(key, job_id)             Function Compute's async task id of a job
 
 The strings are stored (jobs' keys) or sit in Feishu and FC (uuids, tokens, task ids): they never change.
@@ -77,6 +78,12 @@ def replacement_card_uuid(job: Job) -> str:
 def rows_client_token(job_id: str, chunk: int) -> str:
     """Bitable ``client_token`` of a chunk of result rows: a resent chunk returns the same records."""
     return stable_uuid(job_id, "rows", str(chunk))
+
+
+def base_name_tag(job_id: str) -> str:
+    """A short tag unique to a job, put in its results Base's name: creating a Base has no idempotency
+    key, so a retry after a lost answer finds the Base it may have made by this name."""
+    return stable_uuid(job_id, "base").replace("-", "")[:10]
 
 
 def fc_task_id(idempotency_key: str | None, job_id: str) -> str:

@@ -31,9 +31,9 @@ SCOPES: dict[str, tuple[str, str]] = {
     "docs:permission.member:create": ("把结果表格共享给发起人", "share the results Base with the requester"),
     "docs:permission.member:transfer": ("把结果表格的所有权转给发起人", "hand the results Base over to the requester"),
     "drive:drive:readonly": (
-        "下载多维表格附件中的视频；提交表单时检查能否在指定文件夹中创建表格",
+        "下载多维表格附件中的视频；提交表单时检查能否在指定文件夹中创建表格；创建表格的应答丢失时在文件夹中找回它",
         "download videos attached to a Base's cells; check, when a form is sent, that the bot may create the "
-        "Base in the chosen folder",
+        "Base in the chosen folder; find the results Base again when Feishu's answer to creating it was lost",
     ),
     "wiki:wiki:readonly": ("读取知识库中的多维表格链接", "look up a /wiki/ link to find the Base inside it"),
 }

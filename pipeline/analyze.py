@@ -59,6 +59,7 @@ from pipeline.models import (
 from pipeline.outputs import video_record, write_json, write_video_outputs
 from pipeline.report import write_batch_report
 from pipeline.sources import SourceRegistry
+from pipeline.truncation import decoded_seconds, truncation_note
 
 if TYPE_CHECKING:
     from pipeline.insight.runner import InsightRun
@@ -335,6 +336,10 @@ class Analyzer:
                         channels=self._settings.audio_channels,
                         cancel=cancel,
                     )
+                truncated = truncation_note(media, decoded_seconds(wav))
+                if truncated is not None:
+                    log.warning("video %d: %s", index + 1, truncated.en)
+                    run.notes.append(truncated)
                 enter(Stage.TRANSCRIBING)
                 try:
                     run.transcript = self._transcribe(run, wav, options, emit, video_count, cancel)

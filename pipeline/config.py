@@ -68,6 +68,16 @@ class PipelineSettings(BaseSettings):
         default=60.0, gt=0, description="Seconds a download may stall before it is retried."
     )
     download_retries: int = Field(default=3, ge=0, le=10, description="Retries on transient download errors.")
+    download_deadline_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds one video's download may take in all (retries included) before it fails.",
+    )
+    download_min_bytes_per_s: float = Field(
+        default=16 * 1024,
+        ge=0,
+        description="Lowest average download rate (bytes/s, judged after 30 s) before a download fails; 0: no floor.",
+    )
     max_parallel_downloads: int = Field(
         default=3, ge=1, le=16, description="Videos of one job in flight at once (downloads overlap the CPU work)."
     )

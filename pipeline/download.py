@@ -8,33 +8,37 @@ One call, ``download()``, brings a URL to a file in ``dest_dir`` or raises a ``S
 - the size cap holds from ``Content-Length`` up front and again while streaming (a server may send none,
   or lie); a web page or an empty body is not a video;
 - the file name comes from ``Content-Disposition`` (``filename*`` too) or the URL, made safe;
+- an overall deadline and a minimum average rate bound the whole download, and a cancel takes effect
+  within a fraction of a second even while a read is blocked (``pipeline.transfer_watch``);
 - nothing is left behind on failure or cancellation.
 """
 
 from __future__ import annotations
 
-import email.message
 import itertools
 import logging
 import random
 import re
 import socket
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from time import time
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 from requests.cookies import RequestsCookieJar
 from urllib3.exceptions import NameResolutionError, ReadTimeoutError
 
 from pipeline.errors import DownloadError, JobCancelled, NotAVideoError, TooLargeError
+from pipeline.file_names import name_from_response as name_from_response
+from pipeline.file_names import reserve_path as reserve_path
+from pipeline.file_names import safe_filename as safe_filename
 from pipeline.models import CancelToken, FetchedFile, UserText
 from pipeline.netguard import MAX_REDIRECTS, open_following_redirects, require_http_url
+from pipeline.transfer_watch import TransferLimits, TransferWatch
 
 if TYPE_CHECKING:
     from pipeline.config import PipelineSettings
@@ -53,19 +57,6 @@ _HTML_START = re.compile(
     rb"<(?:!doctype\s+html|html|head|body|script|iframe|title|style|div|table|h1|p|a|b|br|font)[\s>/]|<!--",
     re.IGNORECASE,
 )
-_EXTENSIONS = {
-    "video/mp4": ".mp4",
-    "video/quicktime": ".mov",
-    "video/webm": ".webm",
-    "video/x-matroska": ".mkv",
-    "video/x-flv": ".flv",
-    "video/mp2t": ".ts",
-    "video/x-msvideo": ".avi",
-    "video/3gpp": ".3gp",
-    "audio/mp4": ".m4a",
-    "audio/mpeg": ".mp3",
-}
-_UNSAFE_NAME_CHARS = re.compile(r'[<>:"|?*]')
 
 
 @dataclass(frozen=True)
@@ -84,6 +75,11 @@ class DownloadPolicy:
     chunk_bytes: int = 256 * 1024
     progress_step_bytes: int = 1024 * 1024
     max_name_bytes: int = 180
+    # The whole download (retries and their waits included), and the lowest average rate judged from
+    # ``min_rate_grace_s`` on; 0 turns the rate floor off.
+    deadline_s: float = 3600.0
+    min_bytes_per_s: float = 16 * 1024
+    min_rate_grace_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_bytes <= 0 or self.chunk_bytes <= 0 or self.progress_step_bytes <= 0:
@@ -98,6 +94,8 @@ class DownloadPolicy:
             "connect_timeout_s": settings.download_connect_timeout_s,
             "read_timeout_s": settings.download_read_timeout_s,
             "retries": settings.download_retries,
+            "deadline_s": settings.download_deadline_s,
+            "min_bytes_per_s": settings.download_min_bytes_per_s,
         }
         values.update(overrides)
         return cls(**values)
@@ -105,6 +103,11 @@ class DownloadPolicy:
     @property
     def timeout(self) -> tuple[float, float]:
         return (self.connect_timeout_s, self.read_timeout_s)
+
+    @property
+    def limits(self) -> TransferLimits:
+        # One read may hold up to a chunk unseen: it counts in the download's favour.
+        return TransferLimits(self.deadline_s, self.min_bytes_per_s, self.min_rate_grace_s, self.chunk_bytes)
 
     def backoff_s(self, attempt: int, retry_after_s: float | None) -> float | None:
         """Seconds to wait before retry number ``attempt + 1``; None when the server asks for too long."""
@@ -132,17 +135,55 @@ def download(
     ``on_web_page`` (if given) is called with the page's final URL and its result returned; otherwise
     ``NotAVideoError`` is raised."""
     url = require_http_url(url)
+    cancel.raise_if_cancelled()
+    with TransferWatch(url, policy.limits, cancel) as watch:
+        outcome = _with_retries(
+            url,
+            dest_dir,
+            session=session,
+            policy=policy,
+            watch=watch,
+            cancel=cancel,
+            on_bytes=on_bytes,
+            headers=headers,
+            file_name=file_name,
+        )
+    if isinstance(outcome, FetchedFile):
+        return outcome
+    if on_web_page is not None:
+        return on_web_page(outcome.url)
+    raise NotAVideoError(
+        "the link is a web page, not a video file",
+        UserText(
+            zh="这个链接是网页，不是视频文件。请发送视频文件，或视频的直接下载链接。",
+            en="This link is a web page, not a video file. Send the video file or a direct link to it.",
+        ),
+    )
+
+
+def _with_retries(
+    url: str,
+    dest_dir: Path,
+    *,
+    session: requests.Session,
+    policy: DownloadPolicy,
+    watch: TransferWatch,
+    cancel: CancelToken,
+    on_bytes: ByteProgress | None,
+    headers: Mapping[str, str] | None,
+    file_name: str | None,
+) -> FetchedFile | _WebPage:
     cookies = RequestsCookieJar()  # lives for this download only: redirects and retries share it
     attempt = 0
     while True:
-        cancel.raise_if_cancelled()
+        watch.raise_if_stopped()
         try:
-            outcome = _attempt(
+            return _attempt(
                 url,
                 dest_dir,
                 session=session,
                 policy=policy,
-                cancel=cancel,
+                watch=watch,
                 on_bytes=on_bytes,
                 headers=headers,
                 file_name=file_name,
@@ -150,24 +191,12 @@ def download(
             )
         except _Transient as transient:
             delay = policy.backoff_s(attempt, transient.retry_after_s) if attempt < policy.retries else None
-            if delay is None:
+            if delay is None or delay >= watch.remaining_s():
                 raise transient.error from transient.__cause__
             attempt += 1
             log.info("download: %s; retry %d/%d in %.1f s", transient.error.detail, attempt, policy.retries, delay)
             if cancel.wait(delay):
                 raise JobCancelled() from None
-            continue
-        if isinstance(outcome, FetchedFile):
-            return outcome
-        if on_web_page is not None:
-            return on_web_page(outcome.url)
-        raise NotAVideoError(
-            "the link is a web page, not a video file",
-            UserText(
-                zh="这个链接是网页，不是视频文件。请发送视频文件，或视频的直接下载链接。",
-                en="This link is a web page, not a video file. Send the video file or a direct link to it.",
-            ),
-        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,7 +224,7 @@ def _attempt(
     *,
     session: requests.Session,
     policy: DownloadPolicy,
-    cancel: CancelToken,
+    watch: TransferWatch,
     on_bytes: ByteProgress | None,
     headers: Mapping[str, str] | None,
     file_name: str | None,
@@ -212,9 +241,22 @@ def _attempt(
         )
         with response:
             _check_status(response)
-            return _save_body(response, dest_dir, policy=policy, cancel=cancel, on_bytes=on_bytes, file_name=file_name)
+            watch.attach(_socket_of(response))
+            try:
+                return _save_body(
+                    response, dest_dir, policy=policy, watch=watch, on_bytes=on_bytes, file_name=file_name
+                )
+            finally:
+                watch.attach(None)
     except requests.RequestException as exc:
+        watch.raise_if_stopped()  # a connection the watch shut down: say why, do not retry
         raise _transport_failure(exc, url, policy) from exc
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _check_status(response: requests.Response) -> None:
@@ -249,9 +291,9 @@ def _retry_after_s(value: str | None) -> float | None:
 def _save_body(
     response: requests.Response,
     dest_dir: Path,
-    *,
     policy: DownloadPolicy,
-    cancel: CancelToken,
+    *,
+    watch: TransferWatch,
     on_bytes: ByteProgress | None,
     file_name: str | None,
 ) -> FetchedFile | _WebPage:
@@ -264,6 +306,7 @@ def _save_body(
 
     chunks = response.iter_content(chunk_size=policy.chunk_bytes)
     first = next((chunk for chunk in chunks if chunk), b"")
+    watch.raise_if_stopped()  # an empty "first" may be a connection the watch shut down
     if not first:
         raise NotAVideoError(
             "the server sent an empty file",
@@ -293,7 +336,7 @@ def _save_body(
     # A compressed body decodes to more bytes than Content-Length says: then the total is unknown.
     progress = _Progress(on_bytes, None if response.headers.get("Content-Encoding") else total, policy)
     try:
-        size = _write(path, itertools.chain([first], chunks), policy=policy, cancel=cancel, progress=progress)
+        size = _write(path, itertools.chain([first], chunks), policy=policy, watch=watch, progress=progress)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -307,18 +350,20 @@ def _save_body(
 
 
 def _write(
-    path: Path, chunks: Iterator[bytes], *, policy: DownloadPolicy, cancel: CancelToken, progress: _Progress
+    path: Path, chunks: Iterator[bytes], *, policy: DownloadPolicy, watch: TransferWatch, progress: _Progress
 ) -> int:
     done = 0
     with path.open("wb") as out:
         for chunk in chunks:
-            if cancel.cancelled:
-                raise JobCancelled()
+            watch.raise_if_stopped()
+            watch.count(len(chunk))
             done += len(chunk)
             if done > policy.max_bytes:
                 raise TooLargeError(None, policy.max_bytes)
             out.write(chunk)
             progress.update(done)
+    # A body without a Content-Length ends when the connection does: also when the watch shut it.
+    watch.raise_if_stopped()
     progress.finish(done)
     return done
 
@@ -484,73 +529,3 @@ def find_cause(exc: BaseException, kind: type[E]) -> E | None:
         todo += [item.__cause__, item.__context__, getattr(item, "reason", None), getattr(item, "cause", None)]
         todo += [exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None, *item.args]
     return None
-
-
-# --------------------------------------------------------------------------------------------------
-# File names
-# --------------------------------------------------------------------------------------------------
-
-
-def name_from_response(
-    content_disposition: str | None, url: str, content_type: str | None = None, *, max_bytes: int = 180
-) -> str:
-    """A safe file name for a body: the one ``Content-Disposition`` suggests, else the URL's last path
-    segment; an extension from the content type is added when the name has none."""
-    raw = _disposition_name(content_disposition) or unquote(PurePosixPath(urlsplit(url).path).name)
-    extension = _EXTENSIONS.get(content_type or "", "")
-    name = safe_filename(raw, max_bytes=max_bytes - len(extension))
-    return name if PurePosixPath(name).suffix else name + extension
-
-
-def _disposition_name(value: str | None) -> str:
-    if not value:
-        return ""
-    # RFC 6266: filename* (RFC 5987, charset'lang'percent-encoded) wins over filename.
-    extended = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;\s]+)", value, re.IGNORECASE)
-    if extended:
-        try:
-            return unquote(extended.group(2), encoding=extended.group(1) or "utf-8", errors="strict")
-        except (LookupError, UnicodeDecodeError):
-            pass
-    message = email.message.Message()
-    message["Content-Disposition"] = value
-    name = message.get_filename() or ""
-    # http.client decodes header bytes as latin-1; servers that send raw UTF-8 names are common.
-    try:
-        return name.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return name
-
-
-def safe_filename(raw: str, *, default: str = "video", max_bytes: int = 180) -> str:
-    """A name that is safe as one path component: only the last segment of any path, no control or
-    invisible characters, no leading dots, capped in UTF-8 bytes with the extension kept. Chinese,
-    spaces and other readable characters stay."""
-    text = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
-    text = " ".join(text.split())  # tabs, newlines and runs of spaces become one space
-    text = "".join(ch for ch in text if not unicodedata.category(ch).startswith("C"))  # controls, bidi overrides
-    text = _UNSAFE_NAME_CHARS.sub("_", text).strip(" .")
-    if not text:
-        text = default
-    if len(text.encode()) <= max_bytes:
-        return text
-    path = PurePosixPath(text)
-    suffix = path.suffix if len(path.suffix.encode()) <= 16 else ""
-    stem = text[: len(text) - len(suffix)]
-    budget = max_bytes - len(suffix.encode())
-    stem = stem.encode()[:budget].decode("utf-8", errors="ignore").rstrip(" .")
-    return (stem or default) + suffix
-
-
-def reserve_path(dest_dir: Path, name: str) -> Path:
-    """Create ``dest_dir/name`` exclusively, or ``name (1).ext``, ``name (2).ext``... if it is taken."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    stem, suffix = PurePosixPath(name).stem, PurePosixPath(name).suffix
-    for n in itertools.count():
-        candidate = dest_dir / (name if n == 0 else f"{stem} ({n}){suffix}")
-        try:
-            candidate.open("xb").close()
-        except FileExistsError:
-            continue
-        return candidate
-    raise AssertionError("unreachable")  # pragma: no cover

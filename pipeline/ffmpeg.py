@@ -362,6 +362,7 @@ def _audio_stream(stream: Mapping[str, Any]) -> AudioStream:
         codec=str(stream.get("codec_name") or "unknown"),
         sample_rate=_int(stream.get("sample_rate")) or 0,
         channels=_int(stream.get("channels")) or 0,
+        duration_s=_float(stream.get("duration")) or 0.0,
     )
 
 

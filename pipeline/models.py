@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pipeline.insight.models import BatchOverview, VideoInsight
 
+from pipeline.names import MAX_TASK_NAME_CHARS, clean_name
+
 
 @dataclass(frozen=True)
 class UserText:
@@ -61,9 +63,17 @@ class VideoSource:
     name: str = ""
     meta: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Names come from users (a file name, a table cell, a page title): capped and on one line from
+        # the start, so no later step (cards, cells, the contact sheet) pays for a hostile one.
+        object.__setattr__(self, "name", clean_name(self.name))
+        if "file_name" in self.meta:
+            object.__setattr__(self, "meta", {**self.meta, "file_name": clean_name(self.meta["file_name"])})
+
     @property
     def display_name(self) -> str:
-        return self.name or self.locator
+        """The name, or the locator (a URL, a path) cut to a length and characters fit to show."""
+        return self.name or clean_name(self.locator)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "locator": self.locator, "name": self.name, "meta": dict(self.meta)}
@@ -193,6 +203,10 @@ class AnalysisOptions:
     preset: str | None = None
     analysis_request: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.task_name is not None:
+            object.__setattr__(self, "task_name", clean_name(self.task_name, MAX_TASK_NAME_CHARS) or None)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "screenshots": self.screenshots.to_dict(),
@@ -312,6 +326,8 @@ class AudioStream:
     codec: str
     sample_rate: int
     channels: int
+    # What the header says (0.0: not said); compared with what decodes to spot a truncated file.
+    duration_s: float = 0.0
 
 
 @dataclass(frozen=True)

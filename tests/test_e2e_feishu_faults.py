@@ -100,3 +100,22 @@ def test_a_queued_reply_that_never_went_out_is_sent_by_the_job(e2e: E2EApp, shor
     (reply,) = e2e.client.replies_to(message_id)
     assert reply.message_id == done.card_message_id
     assert card_header(reply.card) == "视频分析完成"
+
+
+def test_a_base_made_but_not_acknowledged_is_the_jobs_only_base(e2e: E2EApp, short_clip_url: str) -> None:
+    # Feishu makes the Base, the answer never arrives; the delivery's retry finds it instead of making
+    # a second one, so nothing empty and app-owned is left behind.
+    fake = e2e.fake
+    fake.lose_answer("POST", "/open-apis/bitable/v1/apps")
+
+    _, job = e2e.send_text(short_clip_url)
+    done = e2e.wait_finished(job.id)
+    e2e.settle_cards()
+
+    assert done.status is JobStatus.DONE, done.error
+    assert len(fake.find("POST", "/open-apis/bitable/v1/apps")) == 1
+    (base,) = fake.apps.values()
+    assert base.owner["member_id"] == SAMPLE_OPEN_ID
+    assert done.result["table_url"].startswith(base.url)
+    (row,) = results_table(fake, base)
+    assert cell_text(row["状态 Status"]) == "成功 OK"

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,31 @@ def test_a_job_killed_while_writing_its_table_keeps_one_base(
     assert cell_text(row["状态 Status"]) == "成功 OK"
     assert row["截图 Screenshots"]
     assert work_left == []
+
+
+def test_a_job_whose_last_attempt_was_cut_by_a_restart_ends_on_a_final_card(
+    e2e_env: E2EEnv, tmp_path: Path, media_server: MediaServer, short_clip: Path
+) -> None:
+    # Killed mid-download on its last attempt: the next start fails it, and the card must say so in
+    # place of the progress it showed ("downloading", a Cancel button), not keep showing that progress.
+    media_server.add_file("slow.mp4", short_clip.read_bytes())
+    slow = media_server.url("/trickle/slow.mp4?chunk=16384&pause=0.2")
+    left = kill_mid_job(e2e_env, tmp_path, f"{slow} 任务：最后一次", downloading)
+    assert left.card_message_id and left.attempts == 1
+    shown_before = card_history(e2e_env, left.card_message_id)
+    assert "下载中 / downloading" in card_text(shown_before[-1])
+
+    first = e2e_env.webhook_env
+    last_try = E2EEnv(replace(first, settings=first.settings.model_copy(update={"job_max_attempts": 1})))
+    with last_try.serve() as app:  # the next start, same DATA_DIR: no attempt left
+        ended = app.wait_finished(left.id)
+        app.settle_cards()
+
+    assert ended.status is JobStatus.FAILED
+    history = card_history(e2e_env, left.card_message_id)
+    assert len(history) > len(shown_before), "the card was never updated after the restart"
+    final = history[-1]
+    text = card_text(final)
+    assert card_header(final) != "视频分析中", text
+    assert "服务重启打断" in text and "下载中 / downloading" not in text, text
+    assert '"cancel"' not in json.dumps(final), "a finished job's card offers Cancel"

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.feishu.messages import card_json
 from pipeline.models import UserText
+from pipeline.names import clean_name
 
 Card = dict[str, Any]
 
@@ -70,8 +71,7 @@ def button(label: UserText, value: dict[str, Any], *, kind: str = "default", con
 
 
 def clip(text: str, limit: int = MAX_LINE_CHARS) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return clean_name(text, limit)
 
 
 def bulleted(lines: Sequence[str], shown: int, more: Callable[[int], str]) -> str:

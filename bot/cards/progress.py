@@ -106,13 +106,19 @@ def _elapsed(job: Job, batch: BatchProgress, now: float) -> float | None:
     return now - start
 
 
-def _video_status(video: VideoProgress) -> tuple[str, str]:
+_ENDED = (CardState.DONE, CardState.FAILED, CardState.CANCELLED)
+
+
+def _video_status(video: VideoProgress, *, ended: bool) -> tuple[str, str]:
     if video.state is VideoState.OK:
         return "✅", "完成 / done"
     if video.state is VideoState.FAILED:
         return "❌", "失败 / failed"
     if video.state is VideoState.CANCELLED:
         return "⏹", "已取消 / cancelled"
+    if ended:
+        # The job is over (e.g. failed after a restart cut its last attempt): what was under way stopped.
+        return "⛔", "未完成 / not finished"
     if video.state is VideoState.PENDING:
         return "🕒", "等待中 / waiting"
     zh, en = stage_label(video.stage).zh, stage_label(video.stage).en
@@ -135,15 +141,22 @@ def _stage_lines(state: str, batch: BatchProgress, notes: DeliveryNotes) -> list
     lines.append("✅ 已开始 / Started")
     if total == 0:
         return lines
+    # A card of an ended job shows nothing as under way, whatever the last saved progress said.
+    ended = state in _ENDED
     ok, failed = batch.downloads_ok, batch.downloads_failed
     downloading = sum(1 for v in batch.videos if v.state is VideoState.RUNNING and v.stage is Stage.DOWNLOADING)
     if ok or failed or downloading:
-        mark = "⏳" if downloading or (ok + failed < total and state == CardState.RUNNING) else "✅"
+        if ended:
+            mark = "✅" if ok + failed >= total else "⚠️"
+        else:
+            mark = "⏳" if downloading or (ok + failed < total and state == CardState.RUNNING) else "✅"
         lines.append(f"{mark} 下载：{ok} 个成功，{failed} 个失败 / Downloads: {ok} ok, {failed} failed")
     if batch.audio_done:
         lines.append(f"✅ 音频已提取：{batch.audio_done}/{total} 个 / Audio extracted: {batch.audio_done} of {total}")
     transcribing = [
-        i + 1 for i, v in enumerate(batch.videos) if v.state is VideoState.RUNNING and v.stage is Stage.TRANSCRIBING
+        i + 1
+        for i, v in enumerate(batch.videos)
+        if v.state is VideoState.RUNNING and v.stage is Stage.TRANSCRIBING and not ended
     ]
     if transcribing:
         which = "、".join(str(i) for i in transcribing[:3])
@@ -286,7 +299,7 @@ def progress_card(job: Job, *, now: float) -> Card:
         if others:
             lines = []
             for video in others[: min(shown, SHOWN_VIDEOS)]:
-                icon, status = _video_status(video)
+                icon, status = _video_status(video, ended=state in _ENDED)
                 lines.append(f"{icon} {clip(video.name, 120)} — {status}")
             if len(others) > min(shown, SHOWN_VIDEOS):
                 more = len(others) - min(shown, SHOWN_VIDEOS)

@@ -28,6 +28,7 @@ from bot.cards.primitives import (
 from bot.inbound.commands import FEISHU_BITABLE, FEISHU_RESOURCE, OPTIONS_EXAMPLE
 from pipeline.jobs import Job
 from pipeline.models import JobSpec, ScreenshotMode, ScreenshotPlan, UserText, VideoSource
+from pipeline.names import clean_name
 
 
 def _accepts(max_links: int) -> tuple[str, str]:
@@ -138,7 +139,7 @@ def video_label(source: VideoSource) -> tuple[str, str]:
         return (name or "附件视频", name or "attached video")
     if source.kind == FEISHU_BITABLE:
         table = source.meta.get("table_id", "")
-        where = source.meta.get("url") or source.locator
+        where = clean_name(source.meta.get("url") or source.locator)
         return (
             f"多维表格中的视频{f'（数据表 {table}）' if table else ''}：{where}",
             f"videos listed in a Bitable{f' (table {table})' if table else ''}: {where}",

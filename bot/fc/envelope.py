@@ -32,6 +32,7 @@ from typing import Any
 
 from bot.keys import fc_task_id
 from pipeline.models import JobSpec, UserText
+from pipeline.safe_json import JsonTooDeep, loads_bounded
 
 ENVELOPE_VERSION = 1
 # FC refuses asynchronous invocations whose body is larger than this.
@@ -111,7 +112,9 @@ class JobEnvelope:
     @classmethod
     def from_json(cls, body: bytes) -> JobEnvelope:
         try:
-            data = json.loads(body)
+            data = loads_bounded(body)
+        except JsonTooDeep as exc:
+            raise EnvelopeError(str(exc)) from None
         except (ValueError, UnicodeDecodeError):
             raise EnvelopeError("the body is not JSON") from None
         if not isinstance(data, dict):

@@ -4,6 +4,7 @@ calls, so importing this package stays cheap on the server's start path."""
 
 from bot.feishu.bitable import RECORDS_PER_BATCH, BitableApp, BitableField, BitableTable
 from bot.feishu.client import FeishuClient
+from bot.feishu.drive import DriveFile, FolderPage
 from bot.feishu.errors import (
     CredentialsRejected,
     FeishuError,
@@ -30,9 +31,11 @@ __all__ = [
     "BitableField",
     "BitableTable",
     "CredentialsRejected",
+    "DriveFile",
     "FeishuClient",
     "FeishuError",
     "FetchedMessage",
+    "FolderPage",
     "MessageGone",
     "NotFound",
     "PermissionDenied",

@@ -15,7 +15,6 @@ Invalid options never become a job: they come back as ``BadOptions`` with the pr
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,12 +26,13 @@ from bot.inbound.events import IncomingMessage
 from bot.inbound.insight_options import InsightChoice, take_insight_options
 from pipeline.errors import InvalidOptionsError
 from pipeline.models import AnalysisOptions, JobSpec, ScreenshotPlan, UserText, VideoSource
+from pipeline.names import MAX_TASK_NAME_CHARS as MAX_TASK_NAME_CHARS  # re-exported for bot.inbound.actions
+from pipeline.safe_json import JsonTooDeep, loads_bounded
 
 FEISHU_RESOURCE = "feishu_message_resource"
 FEISHU_BITABLE = "feishu_bitable"
 WIKI_TOKEN = "wiki_token"  # noqa: S105 - a meta key: a Bitable source linked through a wiki node (bot.job.wiki_bases)
 
-MAX_TASK_NAME_CHARS = 100
 
 # ------------------------------------------------------------------------------------------------
 # What the parser returns
@@ -84,6 +84,11 @@ OPTIONS_EXAMPLE = UserText(
     en="Example: https://example.com/demo.mp4 times 0,5,12.5 name: weekly sync preset: meeting",
 )
 
+UNREADABLE_CONTENT = UserText(
+    zh="无法读取这条消息的内容（结构嵌套过深）。请直接发送视频链接或视频文件。",
+    en="This message's content could not be read (it nests too deeply). Please send the video link or file on its own.",
+)
+
 NO_INPUT = UserText(
     zh="没有找到视频链接、视频文件或多维表格链接。",
     en="No video link, video file or Bitable link was found in the message.",
@@ -96,7 +101,10 @@ NO_INPUT = UserText(
 
 def parse_message(message: IncomingMessage, rules: CommandRules | None = None) -> Command:
     rules = rules or CommandRules()
-    content = _load_content(message.content)
+    try:
+        content = _load_content(message.content)
+    except JsonTooDeep:
+        return Nothing(reason=UNREADABLE_CONTENT)
     kind = message.message_type
     if kind == "text":
         body = _Body(parts=[("text", _without_mentions(str(content.get("text", "")), message))])
@@ -129,8 +137,11 @@ class _Body:
 
 
 def _load_content(raw: str) -> dict[str, Any]:
+    """The message's JSON content ({} when it is not JSON); raises JsonTooDeep for hostile nesting."""
     try:
-        data = json.loads(raw) if raw else {}
+        data = loads_bounded(raw) if raw else {}
+    except JsonTooDeep:
+        raise
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}

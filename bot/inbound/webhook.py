@@ -4,7 +4,7 @@ A request passes these steps in order; the first that refuses answers with a 4xx
 reason (also counted in metrics), never a 500 or a stack trace:
 
     configured?   FEISHU_ENCRYPT_KEY or FEISHU_VERIFICATION_TOKEN unset         403  (every request)
-    body          empty / not JSON / not a JSON object                        400
+    body          empty / not JSON / nested too deeply / not a JSON object    400
     signed?       event without X-Lark-Signature/-Timestamp/-Nonce headers     401  (when an encrypt key is set;
                   decrypted here only to let an unsigned url_verification through)
     replay        X-Lark-Request-Timestamp outside the replay window           401  (the SDK has no such check)
@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
-import json
 import logging
 import threading
 import time
@@ -46,6 +45,7 @@ from bot.inbound.events import CardAction, CardActionReply, IncomingMessage, Men
 from bot.metrics import BotMetrics
 from pipeline.logs import log_context
 from pipeline.models import UserText
+from pipeline.safe_json import JsonTooDeep, loads_bounded
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class Rejection(StrEnum):
 
     EMPTY_BODY = "empty_body"
     NOT_JSON = "not_json"
+    TOO_DEEP = "json_too_deep"
     NOT_AN_OBJECT = "not_a_json_object"
     NOT_AN_EVENT = "not_a_feishu_event"
     UNDECRYPTABLE = "undecryptable"
@@ -79,6 +80,7 @@ class Rejection(StrEnum):
 _REJECTIONS: dict[Rejection, tuple[int, str]] = {
     Rejection.EMPTY_BODY: (400, "empty body"),
     Rejection.NOT_JSON: (400, "body is not JSON"),
+    Rejection.TOO_DEEP: (400, "body nests JSON too deeply"),
     Rejection.NOT_AN_OBJECT: (400, "body is not a JSON object"),
     Rejection.NOT_AN_EVENT: (400, "not a Feishu v2 event or url_verification"),
     Rejection.UNDECRYPTABLE: (400, "ciphertext is not base64 or does not decrypt with the configured key"),
@@ -358,7 +360,8 @@ class WebhookHandler:
         recorded = [
             (kind, key) for kind, key in (("event_id", message.event_id), ("message_id", message.message_id)) if key
         ]
-        duplicate = self._seen.first_time_all(recorded, self._clock())
+        # Claimed, not yet handled: a crash before the job exists leaves a claim a redelivery takes over.
+        duplicate = self._seen.first_time_all(recorded, self._clock(), claim=True)
         if duplicate is not None:
             self._metrics.duplicates.labels(key=duplicate[0]).inc()
             return Answer.ok(msg="duplicate")
@@ -369,6 +372,7 @@ class WebhookHandler:
             for kind, key in recorded:
                 self._seen.forget(kind, key)
             raise
+        self._seen.handled(recorded, self._clock())
         return Answer.ok(msg="ok")
 
     def _card_action(self, action: CardAction) -> Answer:
@@ -387,7 +391,9 @@ class WebhookHandler:
 
 def _json_object(raw: bytes, not_json: Rejection, not_object: Rejection) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        value = loads_bounded(raw)
+    except JsonTooDeep:
+        raise _Refused(Rejection.TOO_DEEP) from None
     except (ValueError, UnicodeDecodeError):
         raise _Refused(not_json) from None
     if not isinstance(value, dict):
@@ -401,7 +407,7 @@ def _title_case(name: str) -> str:
 
 def _challenge(content: bytes | None) -> str:
     try:
-        answer = json.loads(content or b"{}")
+        answer = loads_bounded(content or b"{}")
     except ValueError:
         return ""
     return str(answer.get("challenge", "")) if isinstance(answer, dict) else ""
@@ -410,7 +416,7 @@ def _challenge(content: bytes | None) -> str:
 def _sdk_failure(content: bytes | None) -> str:
     text = (content or b"").decode("utf-8", "replace")
     try:
-        parsed = json.loads(text)
+        parsed = loads_bounded(text)
     except ValueError:
         return text  # the SDK formats its message with % and does not escape quotes
     return str(parsed.get("msg", text)) if isinstance(parsed, dict) else text

@@ -8,6 +8,9 @@ A few worker threads send for all jobs, so the analysis never waits on Feishu. P
 * one send at a time, never more often than ``min_interval_s`` (2 per second by default: Feishu allows 5
   PATCHes per second per message, and 230020 when that is passed);
 * a card identical to the one last delivered is not sent again;
+* a PATCH whose answer was lost (a timeout after it was sent) may still be applied by Feishu later,
+  over a newer card: until ``settle_s`` after such a send, the latest delivered card is sent once more,
+  so the last state applied is the newest, never the one that timed out;
 * a failed send is retried with backoff (the FeishuClient has already retried rate limits and 5xx
   itself) up to ``max_attempts`` times, then that card is dropped (a newer push starts afresh);
 * the card's message id is read from the job store at send time. A job without a card yet (the queued
@@ -85,6 +88,9 @@ class _Entry:
     replacements: int = 0  # new card messages made after MessageGone
     dead: bool = False  # no card can be sent for this job any more
     final: bool = False  # a final card was pushed: later non-final ones are ignored
+    last_card: Card | None = None  # the card last delivered, re-sent after an unsure send
+    unsettled_until: float = 0.0  # a PATCH whose answer was lost may still be applied until then
+    resend_at: float = 0.0  # when to send ``last_card`` again (0: no need)
     touched: float = field(default=0.0)
 
     @property
@@ -106,6 +112,7 @@ class CardUpdater:
         retry_base_s: float = 0.5,
         retry_max_s: float = 8.0,
         max_replacements: int = 2,
+        settle_s: float = 30.0,
         workers: int = 2,
         forget_after_s: float = 60.0,
         max_entries: int = 10_000,
@@ -120,6 +127,7 @@ class CardUpdater:
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self._max_replacements = max_replacements
+        self._settle_s = settle_s
         self._workers = workers
         self._forget_after_s = forget_after_s
         self._max_entries = max_entries
@@ -247,24 +255,33 @@ class CardUpdater:
             for _, job_id in idle[: len(self._entries) - self._max_entries + 1]:
                 del self._entries[job_id]
 
-    def _next_job(self) -> tuple[str, _Entry, CardOrRender, int] | None:
-        """Under the lock: the job whose card is due soonest, or None (after waiting) if none is due."""
+    def _next_job(self) -> tuple[str, _Entry, CardOrRender, int, bool] | None:
+        """Under the lock: the job whose card is due soonest (a pending card, or the last one to send
+        again), or None (after waiting) if none is due."""
         now = self._clock()
-        due: tuple[float, str, _Entry, CardOrRender] | None = None
+        due: tuple[float, str, _Entry, CardOrRender, bool] | None = None
         for job_id, entry in self._entries.items():
-            if entry.card is None or entry.in_flight or entry.dead:
+            if entry.in_flight or entry.dead:
                 continue
-            if due is None or entry.next_at < due[0]:
-                due = (entry.next_at, job_id, entry, entry.card)
+            if entry.card is not None:
+                candidate = (entry.next_at, job_id, entry, entry.card, False)
+            elif entry.resend_at and entry.last_card is not None:
+                candidate = (max(entry.next_at, entry.resend_at), job_id, entry, entry.last_card, True)
+            else:
+                continue
+            if due is None or candidate[0] < due[0]:
+                due = candidate
         if due is None:
             self._changed.wait(1.0)
             return None
-        at, job_id, entry, card = due
+        at, job_id, entry, card, again = due
         if at > now:
             self._changed.wait(max(0.001, min(1.0, at - now)))
             return None
         entry.in_flight = True
-        return job_id, entry, card, entry.version
+        if again:
+            entry.resend_at = 0.0
+        return job_id, entry, card, entry.version, again
 
     def _work(self) -> None:
         while True:
@@ -274,11 +291,11 @@ class CardUpdater:
                 picked = self._next_job()
             if picked is None:
                 continue
-            job_id, entry, wanted, version = picked
+            job_id, entry, wanted, version, again = picked
             card = self._render(job_id, wanted)
             if card is None:
                 outcome = "drop"
-            elif _fingerprint(card) == entry.delivered:
+            elif _fingerprint(card) == entry.delivered and not again:
                 outcome = "unchanged"
             else:
                 outcome = self._send(job_id, entry, card)
@@ -289,6 +306,10 @@ class CardUpdater:
                 if outcome == "sent" and card is not None:
                     self.sent += 1
                     entry.delivered = _fingerprint(card)
+                    entry.last_card = card
+                    if entry.unsettled_until > now:
+                        # A lost PATCH may still land over this card: send the newest once more after.
+                        entry.resend_at = entry.unsettled_until
                     self._settle(entry, version)
                     entry.next_at = now + self._min_interval_s
                 elif outcome == "created":
@@ -307,7 +328,9 @@ class CardUpdater:
                     entry.dead = True
                     entry.card = None
                     entry.done_version = entry.version
-                else:  # retry
+                else:  # retry, or unsure (sent, answer lost)
+                    if outcome == "unsure":
+                        entry.unsettled_until = max(entry.unsettled_until, now + self._settle_s)
                     self.failed += 1
                     entry.attempts += 1
                     if entry.attempts >= self._max_attempts:
@@ -338,8 +361,9 @@ class CardUpdater:
     # --- one send ----------------------------------------------------------------------------------
 
     def _send(self, job_id: str, entry: _Entry, card: Card) -> str:
-        """ "sent", "created" (a new card message; its content still to be confirmed), "retry", "drop"
-        (this card can never go out) or "dead" (no card can, for this job)."""
+        """ "sent", "created" (a new card message; its content still to be confirmed), "retry", "unsure"
+        (a PATCH that was sent but not answered: Feishu may still apply it), "drop" (this card can never
+        go out) or "dead" (no card can, for this job)."""
         try:
             job = self._store.get(job_id)
         except Exception as exc:
@@ -355,6 +379,11 @@ class CardUpdater:
                 self._messenger.update_card(job.card_message_id, card)
             except MessageGone as gone:
                 return self._replace(job, entry, card, gone)
+            except TransientError as exc:
+                if not exc.request_sent:
+                    raise
+                log.warning("card of job %s: no answer to its update (%s); will send the newest again", job_id, exc)
+                return "unsure"
             return "sent"
         except (RateLimited, TransientError) as exc:
             log.warning("card of job %s not sent yet: %s", job_id, exc)

@@ -14,6 +14,7 @@ from bot.feishu import (
 from bot.job.feishu_sources import FEISHU_DRIVE_MEDIA
 from bot.job.record import SkippedRow
 from pipeline.models import SourceKind, Transcript, UserText, VideoResult, VideoSource, VideoStatus
+from pipeline.names import clean_name
 from pipeline.subtitles import format_clock
 
 # Field types (https://open.feishu.cn/document/server-docs/docs/bitable-v1/bitable-structure)
@@ -253,7 +254,7 @@ def insight_cells(result: VideoResult) -> dict[str, Any]:
 
 def skipped_record(row: SkippedRow) -> dict[str, Any]:
     values: dict[str, Any] = {
-        Col.VIDEO: row.name or f"第 {row.row_number} 行 Row {row.row_number}",
+        Col.VIDEO: clean_name(row.name) or f"第 {row.row_number} 行 Row {row.row_number}",
         Col.STATUS: STATUS_SKIPPED,
         Col.ERROR: f"{row.reason.zh}\n{row.reason.en}",
         Col.NOTES: f"源表第 {row.row_number} 行 / Source table row {row.row_number}",

@@ -3,7 +3,10 @@
 ``BitableSink.write`` goes step by step, saving a checkpoint after each so a job resumed after a crash
 carries on in the same Base instead of making a second one:
 
-1. create the Base, named after the task (in the configured folder, or the app's own space);
+1. create the Base, named after the task plus a tag unique to the job (in the configured folder, or the
+   app's own space). Creating a Base has no idempotency key, so the name is checkpointed before the call;
+   a retry after an answer that never came (a crash, a client timeout) first looks for Bases of that
+   name in the folder, keeps one and deletes any other, so a job owns exactly one Base;
 2. make the requester a full-access collaborator, then its owner (so the data is theirs even if a
    later step fails; a refused transfer is noted and the job goes on);
 3. create the results table with typed fields, then delete the Base's empty default table;
@@ -36,6 +39,7 @@ from bot.feishu import (
     MB,
     UPLOAD_ALL_MAX_BYTES,
     CredentialsRejected,
+    DriveFile,
     FeishuClient,
     FeishuError,
     NotFound,
@@ -58,7 +62,7 @@ from bot.job.result_rows import (
     transcript_cells,
 )
 from bot.job.upload_quota import UploadQuota
-from bot.keys import rows_client_token
+from bot.keys import base_name_tag, rows_client_token
 from pipeline.download import safe_filename
 from pipeline.models import CancelToken, UserText, VideoResult
 from pipeline.outputs import transcript_text
@@ -67,6 +71,11 @@ from pipeline.subtitles import format_clock
 __all__ = ["BitableSink", "ResultsTable"]
 
 log = logging.getLogger(__name__)
+
+# How far a retry looks for the Base its lost create may have made: folder pages (newest first), and
+# how much older than the recorded intent a Base may look (the clocks of Feishu and this host differ).
+BASE_SEARCH_MAX_PAGES = 20
+BASE_SEARCH_SLACK_S = 600
 
 # Feishu: this client_token was used before with a different request body.
 CLIENT_TOKEN_CONFLICT = 1255006
@@ -88,6 +97,13 @@ class ResultsTable:
     rows_written: int
     owner_transferred: bool = True
     notes: tuple[UserText, ...] = ()
+
+
+def base_name(title: str, job_id: str) -> str:
+    """The task's title with the job's tag: unique per job, so a retry can find the Base by name."""
+    tag = base_name_tag(job_id)
+    head = " ".join(title.split())[: MAX_BASE_NAME_CHARS - len(tag) - 3] or "视频分析 Video analysis"
+    return f"{head} · {tag}"
 
 
 class _Throttle:
@@ -239,16 +255,32 @@ class _Run:
     def ensure_base(self, title: str, folder_token: str) -> None:
         if self.state.get("app_token"):
             return
-        name = " ".join(title.split())[:MAX_BASE_NAME_CHARS] or f"视频分析 Video analysis {self.job_id}"
+        intent = self.state.get("base_intent")
+        if intent is None:
+            # Recorded before the call: if its answer is lost, the retry knows which name to look for.
+            intent = {"name": base_name(title, self.job_id), "folder_token": folder_token, "at": int(time.time())}
+            self.state["base_intent"] = intent
+            self.checkpoint()
+        else:
+            made = self._bases_named(intent)
+            if made:
+                self._adopt(made[0], intent["name"])
+                for orphan in made[1:]:
+                    self._delete_orphan(orphan)
+                self.checkpoint()
+                return
         try:
-            app = self.client.create_bitable_app(name, folder_token)
+            app = self.client.create_bitable_app(intent["name"], intent["folder_token"])
         except (PermissionDenied, NotFound) as err:
-            if not folder_token:
+            if not intent["folder_token"]:
                 raise
             # The folder turned unusable after the job was accepted: the analysis is done, so the Base goes
             # to the app's own space (and is handed over like any other) rather than the work being lost.
             log.warning("job %s: no Base in folder %s (%s); created in the app's space", self.job_id, folder_token, err)
-            app = self.client.create_bitable_app(name, "")
+            # Recorded before the call, like the first: a retry looks for a lost answer's Base there.
+            intent["folder_token"] = ""
+            self.checkpoint()
+            app = self.client.create_bitable_app(intent["name"], "")
             self.note(
                 UserText(
                     zh="无法在指定的文件夹中创建结果表格（机器人没有该文件夹的编辑权限，或文件夹已不存在），"
@@ -261,6 +293,39 @@ class _Run:
         self.state.update(app_token=app.app_token, url=app.url, default_table_id=app.default_table_id)
         log.info("job %s: results Base %s created", self.job_id, app.app_token)
         self.checkpoint()
+
+    def _bases_named(self, intent: Mapping[str, Any]) -> list[DriveFile]:
+        """Bases in the intent's folder with its name, oldest first (newest-first pages are read until
+        they reach files made well before the intent)."""
+        found: list[DriveFile] = []
+        oldest_wanted = int(intent.get("at", 0)) - BASE_SEARCH_SLACK_S
+        page_token = ""
+        for _ in range(BASE_SEARCH_MAX_PAGES):
+            page = self.client.list_folder(intent["folder_token"], page_token=page_token, newest_first=True)
+            found += [f for f in page.files if f.type == "bitable" and f.name == intent["name"]]
+            older = any(0 < f.created_time < oldest_wanted for f in page.files)
+            if older or not page.next_page_token:
+                break
+            page_token = page.next_page_token
+        return sorted(found, key=lambda f: f.created_time)
+
+    def _adopt(self, base: DriveFile, name: str) -> None:
+        # The Base was made but its answer lost: its default table is whichever is not ours.
+        tables = self.client.list_tables(base.token)
+        default = next((t.table_id for t in tables if t.name != TABLE_NAME), "")
+        self.state.update(app_token=base.token, url=base.url, default_table_id=default)
+        log.info("job %s: results Base %s (%s) found after a lost answer; kept", self.job_id, base.token, name)
+
+    def _delete_orphan(self, base: DriveFile) -> None:
+        try:
+            self.client.delete_file(base.token, doc_type="bitable")
+            log.info("job %s: a second results Base %s made by a retry was deleted", self.job_id, base.token)
+        except NotFound:
+            pass
+        except CredentialsRejected:
+            raise
+        except FeishuError as err:
+            log.warning("job %s: a second results Base %s could not be deleted: %s", self.job_id, base.token, err)
 
     def ensure_owner(self, owner_open_id: str) -> None:
         if self.state.get("owner_done") or not owner_open_id:
@@ -345,7 +410,6 @@ class _Run:
                     prepared[str(position)] = outcome.to_dict()
                     if outcome.files or outcome.notes:
                         self.checkpoint()
-                self._progress(position + 1, total)
             records = [row_record(rows[p], PreparedUploads.from_dict(prepared[str(p)])) for p in range(start, end)]
             self.check_cancel()
             self._create_chunk(index, records, rows_before=start)
@@ -354,7 +418,8 @@ class _Run:
             self.state["chunks_written"] = index + 1
             self.state["rows_written"] = end
             self.checkpoint()
-        self._progress(total, total)
+            # Rows in the table, not rows prepared: a failed write must not read "2 / 2 rows".
+            self._progress(end, total)
         return int(self.state.get("rows_written", 0))
 
     def _create_chunk(self, index: int, records: list[dict[str, Any]], *, rows_before: int) -> None:

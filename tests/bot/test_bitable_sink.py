@@ -28,7 +28,7 @@ from bot.job.result_rows import (
     Col,
 )
 from bot.job.results_sink import BitableSink, ResultsTable
-from bot.keys import rows_client_token, stable_uuid
+from bot.keys import base_name_tag, rows_client_token, stable_uuid
 from pipeline import ffmpeg
 from pipeline.errors import JobCancelled
 from pipeline.models import (
@@ -217,7 +217,7 @@ def test_a_job_becomes_a_base_the_requester_owns_with_typed_fields_and_one_row_p
 
     # The Base, where it was asked to be, opened on the results table.
     app = fake_feishu.app(result.app_token)
-    assert app.name == "周会视频分析" and app.folder_token == "fldcnResultsFolder"
+    assert app.name == f"周会视频分析 · {base_name_tag(JOB)}" and app.folder_token == "fldcnResultsFolder"
     assert result.url == f"{app.url}?table={result.table_id}"
     assert list(app.tables) == [result.table_id], "the empty default table is removed"
     assert app.tables[result.table_id].name == TABLE_NAME
@@ -297,8 +297,9 @@ def test_a_job_becomes_a_base_the_requester_owns_with_typed_fields_and_one_row_p
     assert fourth[Col.ERROR] == "「视频」列为空。\nThe video column is empty."
     assert "源表第 7 行" in fourth[Col.NOTES]
 
-    # Checkpoints: the Base before anything else, the owner, the table, then the rows.
-    assert saved.saved[0]["app_token"] == result.app_token and "table_id" not in saved.saved[0]
+    # Checkpoints: the Base's name before it is made, the Base, the owner, the table, then the rows.
+    assert saved.saved[0]["base_intent"]["name"] == app.name and "app_token" not in saved.saved[0]
+    assert saved.saved[1]["app_token"] == result.app_token and "table_id" not in saved.saved[1]
     assert saved.last["owner_done"] and saved.last["table_id"] == result.table_id
     assert saved.last["chunks_written"] == 1 and saved.last["rows_written"] == 4
     assert saved.last["url"] == app.url and saved.last["prepared"] == {}
@@ -309,7 +310,7 @@ def test_an_explicit_folder_and_an_empty_title(fake_feishu: FakeFeishu, sink: Bi
 
     app = fake_feishu.app(result.app_token)
     assert app.folder_token == "fldcnOther"
-    assert app.name == f"视频分析 Video analysis {JOB}"
+    assert app.name == f"视频分析 Video analysis · {base_name_tag(JOB)}"
 
 
 @pytest.mark.parametrize("access", ["none", "missing"])
@@ -386,7 +387,7 @@ def test_a_job_resumed_after_a_crash_continues_in_the_same_base_without_duplicat
     saved = Checkpoints()
 
     def break_the_second_chunk(done: int, total: int) -> None:
-        if done == 501:  # the first row of the second chunk: the first chunk is written
+        if done == 500:  # the first chunk is written
             fake_feishu.fail("POST", BATCH, status=500, times=None)
 
     with pytest.raises(TransientError):
@@ -409,7 +410,7 @@ def test_a_job_resumed_after_a_crash_continues_in_the_same_base_without_duplicat
     assert len(fake_feishu.find("POST", APPS)) == 1, "no second Base"
     assert len(fake_feishu.find("POST", "*/transfer_owner")) == 1
     assert names(fake_feishu, result) == [f"video-{n:04d}" for n in range(1200)]
-    assert result.app_token == saved.saved[0]["app_token"]
+    assert result.app_token == saved.saved[1]["app_token"]
 
     # Running the finished job again writes nothing more.
     before = len(fake_feishu.requests)
@@ -528,13 +529,13 @@ def test_an_expired_token_mid_way_is_refetched_and_the_job_completes(
     expired: list[int] = []
 
     def expire_once(done: int, total: int) -> None:
-        if done == 1 and not expired:
+        if done == 0 and not expired:  # before the first upload
             expired.append(done)
             fake_feishu.invalidate_tokens()
 
     result = sink.write(job_id=JOB, title="令牌", owner_open_id=OWNER, videos=videos, on_progress=expire_once)
 
-    assert expired == [1]
+    assert expired == [0]
     assert len(fake_feishu.issued_tokens) == 2
     assert any(r.code == 99991663 for r in fake_feishu.requests)
     rows = fake_feishu.records(result.app_token, result.table_id)
@@ -690,14 +691,14 @@ def test_cancelling_keeps_what_was_written_and_a_resume_finishes_in_the_same_bas
     cancel = CancelToken()
     saved = Checkpoints()
 
-    def cancel_at_row_two(done: int, total: int) -> None:
-        if done == 2:
+    def cancel_at_the_start(done: int, total: int) -> None:
+        if done == 0:  # nothing written yet: the rows are being prepared
             cancel.cancel()
 
     with pytest.raises(JobCancelled):
         sink.write(
             job_id=JOB, title="取消", owner_open_id=OWNER, videos=synthetic(5),
-            save_checkpoint=saved, on_progress=cancel_at_row_two, cancel=cancel,
+            save_checkpoint=saved, on_progress=cancel_at_the_start, cancel=cancel,
         )  # fmt: skip
     assert fake_feishu.find("POST", BATCH) == []
 
@@ -767,3 +768,28 @@ def test_when_the_requester_can_be_neither_added_nor_made_owner_the_note_says_to
     (note,) = result.notes
     assert "管理员" in note.zh and "administrator" in note.en
     assert names(fake_feishu, result) == ["video-0000"]
+
+
+def test_progress_counts_rows_written_not_rows_prepared(fake_feishu: FakeFeishu, sink: BitableSink) -> None:
+    # The write of the rows is refused: the card must not say "2 / 2 rows" with none in the table.
+    fake_feishu.fail("POST", BATCH, status=400, code=1254001, msg="WrongRequestBody", times=None)
+    progress: list[tuple[int, int]] = []
+    with pytest.raises(FeishuError):
+        sink.write(
+            job_id=JOB,
+            title="t",
+            owner_open_id=OWNER,
+            videos=synthetic(2),
+            on_progress=lambda d, t: progress.append((d, t)),
+        )
+    assert progress and all(done == 0 for done, _ in progress), progress
+    fake_feishu.clear_faults()
+    progress.clear()
+    sink.write(
+        job_id=JOB + "-ok",
+        title="t",
+        owner_open_id=OWNER,
+        videos=synthetic(2),
+        on_progress=lambda d, t: progress.append((d, t)),
+    )
+    assert progress[-1] == (2, 2)

@@ -14,7 +14,7 @@ from bot import cards
 from bot.cards import progress_card
 from bot.job.record import MAX_SAVED_SKIPPED, DeliveryNotes, InsightSummary, JobResult, SkippedRow, progress_record
 from pipeline.insight.models import INSIGHT_OFF_NOTE
-from pipeline.jobs import Job, JobStatus
+from pipeline.jobs import Job, JobStatus, interrupted_error
 from pipeline.jobs.progress import BatchProgress
 from pipeline.models import AnalysisOptions, JobSpec, ProgressEvent, Stage, UserText, VideoFailure, VideoSource
 
@@ -369,3 +369,22 @@ def test_the_insight_summary_survives_the_job_store() -> None:
     stored = json.loads(json.dumps(JobResult(insight=summary).to_dict()))
     assert JobResult.from_dict(stored).insight == summary
     assert JobResult.from_dict({}).insight is None
+
+
+def test_a_job_failed_by_restarts_shows_nothing_still_under_way() -> None:
+    # The record was last saved mid-transcription; the next start found no attempt left and failed it.
+    job = make_job(
+        status=JobStatus.FAILED,
+        progress=progress_record(half_way(), DeliveryNotes()),
+        error=interrupted_error(3),
+        attempts=3,
+        finished_at=T0 + 90,
+    )
+    card = progress_card(job, now=T0 + 100)
+    body = text(card)
+
+    assert header(card)[0] == "视频分析失败"
+    assert "40%" not in body and "⏳" not in body, body
+    assert "⛔ https://v.example.com/0.mp4 — 未完成 / not finished" in body
+    assert "服务重启打断了 3 次" in body
+    assert not [c for c in callbacks(card) if c.get("action") == "cancel"]

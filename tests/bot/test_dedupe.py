@@ -110,7 +110,7 @@ def test_shares_the_job_store_file_in_wal_mode(tmp_path: Path) -> None:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         versions = dict(db.execute("SELECT component, version FROM schema_versions").fetchall())
     assert {"jobs", "webhook_seen"} <= tables
-    assert versions == {"jobs": 1, "webhook_seen": 1}
+    assert versions == {"jobs": 1, "webhook_seen": 2}
     assert jobs.get(job.id) is not None
 
 

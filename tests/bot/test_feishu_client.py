@@ -580,3 +580,27 @@ def test_stable_uuid_is_deterministic_and_uuid4_shaped() -> None:
 def test_error_classes_carry_what_the_bot_acts_on() -> None:
     assert issubclass(RateLimited, FeishuError) and RateLimited.retryable
     assert TransientError.retryable and not MessageGone.retryable
+
+
+def test_a_folder_is_listed_newest_first_page_by_page_and_a_base_deleted(
+    fake_feishu: FakeFeishu, client: FeishuClient
+) -> None:
+    made = [client.create_bitable_app(f"Results {n}", "fldcnListed").app_token for n in range(3)]
+    for age, token in enumerate(reversed(made)):
+        fake_feishu.app(token).created_time -= age  # made in order, a second apart
+    client.create_bitable_app("Elsewhere", "fldcnOther")
+
+    first = client.list_folder("fldcnListed", page_size=2, newest_first=True)
+    second = client.list_folder("fldcnListed", page_size=2, newest_first=True, page_token=first.next_page_token)
+
+    assert [f.token for f in first.files + second.files] == list(reversed(made))
+    assert first.next_page_token and not second.next_page_token
+    assert {f.type for f in first.files} == {"bitable"} and first.files[0].name == "Results 2"
+    assert first.files[0].created_time == fake_feishu.app(made[2]).created_time
+    (request,) = fake_feishu.find("GET", "/open-apis/drive/v1/files")[:1]
+    assert request.query["order_by"] == "CreatedTime" and request.query["direction"] == "DESC"
+
+    client.delete_file(made[0])
+    assert made[0] not in fake_feishu.apps and fake_feishu.deleted_apps[0].app_token == made[0]
+    with pytest.raises(NotFound):
+        client.delete_file(made[0])

@@ -89,6 +89,7 @@ __all__ = [
     "RecordedRequest",
     "_Delay",
     "_Fault",
+    "_LostAnswer",
     "_Reply",
     "_Rule",
     "_guess_type",

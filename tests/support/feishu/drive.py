@@ -1,4 +1,5 @@
-"""The fake Feishu's drive/v1 and wiki/v2: media upload and download, permissions, wiki nodes.
+"""The fake Feishu's drive/v1 and wiki/v2: media upload and download, folder listing and file deletion,
+permissions, wiki nodes.
 
 Mixed into ``FakeFeishu``, whose state and helpers it uses."""
 
@@ -26,6 +27,8 @@ from tests.support.feishu.records import (
 class DriveApi:
     # Set by FakeFeishu.
     _lock: Any
+    apps: dict[str, FakeApp]
+    deleted_apps: list[FakeApp]
 
     def _upload_all(self, rec: RecordedRequest) -> _Reply:
         if rec.form is None:
@@ -74,6 +77,66 @@ class DriveApi:
         if app is not None and not app.readable:
             raise FeishuApiError(403, 1061004, "forbidden.")
         return self._file_reply(media)
+
+    # ---- files in folders ----------------------------------------------------------------------------
+
+    def _list_files(self, rec: RecordedRequest) -> _Reply:
+        """GET /drive/v1/files: the Bases in ``folder_token`` (empty: the app's root folder, where Bases
+        created without a folder land). Paged (``page_size`` 1..200, default 100; ``next_page_token``
+        only while ``has_more``); ``order_by`` EditedTime (default) or CreatedTime, ``direction`` DESC
+        (default) or ASC. Times are strings of unix seconds, as Feishu sends them."""
+        folder = rec.query.get("folder_token", "")
+        try:
+            page_size = int(rec.query.get("page_size", "100"))
+            start = int(rec.query.get("page_token") or "0")
+        except ValueError:
+            raise FeishuApiError(400, 1061002, "params error.") from None
+        if not 1 <= page_size <= 200 or start < 0:
+            raise FeishuApiError(400, 1061002, "params error.")
+        if rec.query.get("order_by", "EditedTime") not in ("EditedTime", "CreatedTime"):
+            raise FeishuApiError(400, 1061002, "params error: order_by")
+        direction = rec.query.get("direction", "DESC")
+        if direction not in ("ASC", "DESC"):
+            raise FeishuApiError(400, 1061002, "params error: direction")
+        apps = sorted(
+            (a for a in self.apps.values() if a.folder_token == folder),
+            key=lambda a: a.created_time,
+            reverse=direction == "DESC",
+        )
+        page = apps[start : start + page_size]
+        has_more = start + page_size < len(apps)
+        data: dict[str, Any] = {
+            "files": [
+                {
+                    "token": a.app_token,
+                    "name": a.name,
+                    "type": "bitable",
+                    "parent_token": folder,
+                    "url": a.url,
+                    "created_time": str(a.created_time),
+                    "modified_time": str(a.created_time),
+                    "owner_id": a.owner.get("member_id", ""),
+                }
+                for a in page
+            ],
+            "has_more": has_more,
+        }
+        if has_more:
+            data["next_page_token"] = str(start + page_size)
+        return self._ok(data)
+
+    def _delete_file(self, rec: RecordedRequest, file_token: str) -> _Reply:
+        """DELETE /drive/v1/files/:token?type=bitable: only the owner (here, while the app owns it) may."""
+        if rec.query.get("type") != "bitable":
+            raise FeishuApiError(400, 1061002, "params error: type")
+        app = self.apps.get(file_token)
+        if app is None:
+            raise FeishuApiError(404, 1061007, "file has been delete.")
+        if app.owner != {"member_type": "app", "member_id": self.app_id}:
+            raise FeishuApiError(403, 1061004, "forbidden.")
+        del self.apps[file_token]
+        self.deleted_apps.append(app)
+        return self._ok({})
 
     def _tmp_download_urls(self, rec: RecordedRequest) -> _Reply:
         tokens = [t for t in rec.query.get("file_tokens", "").split(",") if t]  # one token per call here

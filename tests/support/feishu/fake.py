@@ -16,7 +16,8 @@ Behaviour follows ``/work/shared/FEISHU.md`` and the official samples in ``tests
   ``None`` fields as empty parts).
 
 Fault injection: ``fail`` (429 with ``x-ogw-ratelimit-reset`` by default, 5xx, any code, dropped
-connections), ``delay`` and ``invalidate_tokens``. Built on the standard library only
+connections), ``delay``, ``lose_answer`` (the request is carried out, its answer never arrives) and
+``invalidate_tokens``. Built on the standard library only
 (``ThreadingHTTPServer`` in a daemon thread), so it starts in milliseconds.
 """
 
@@ -48,6 +49,7 @@ from tests.support.feishu.records import (
     RecordedRequest,
     _Delay,
     _Fault,
+    _LostAnswer,
     _method_matches,
     _now_ms,
     _path_matches,
@@ -91,6 +93,7 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
         self.requests: list[RecordedRequest] = []
         self.messages: dict[str, FakeMessage] = {}
         self.apps: dict[str, FakeApp] = {}
+        self.deleted_apps: list[FakeApp] = []  # Bases deleted through Drive (in the owner's recycle bin)
         self.media: dict[str, FakeMedia] = {}
         self.images: dict[str, bytes] = {}
         self.resources: dict[tuple[str, str], FakeMedia] = {}
@@ -106,6 +109,7 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
         self._recalled: set[str] = set()
         self._patch_times: dict[str, deque[float]] = {}
         self._faults: list[_Fault] = []
+        self._lost: list[_LostAnswer] = []
         self._delays: list[_Delay] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -235,10 +239,20 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
         with self._lock:
             self._delays.append(_Delay(method=method, pattern=path_pattern, remaining=times, seconds=seconds))
 
+    def lose_answer(
+        self, method: str, path_pattern: str | re.Pattern[str], *, times: int | None = 1, hold_s: float = 0.0
+    ) -> None:
+        """Carry out the next ``times`` matching requests, then hold the connection silent for ``hold_s``
+        (a client timeout shorter than that gives up first) and drop it: the platform acted, the caller
+        never heard (a crash, or a client timeout on a slow answer)."""
+        with self._lock:
+            self._lost.append(_LostAnswer(method=method, pattern=path_pattern, remaining=times, hold_s=hold_s))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
             self._delays.clear()
+            self._lost.clear()
 
     def invalidate_tokens(self) -> None:
         """Every token issued so far now gets 99991663; a freshly fetched one works."""
@@ -421,6 +435,8 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
             ("GET", rf"^/cdn/tmp/{seg}$", self._tmp_download, False),
             ("POST", rf"^/open-apis/drive/v1/permissions/{seg}/members/transfer_owner$", self._transfer_owner, True),
             ("POST", rf"^/open-apis/drive/v1/permissions/{seg}/members$", self._add_member, True),
+            ("GET", r"^/open-apis/drive/v1/files$", self._list_files, True),
+            ("DELETE", rf"^/open-apis/drive/v1/files/{seg}$", self._delete_file, True),
             ("GET", rf"^/open-apis/drive/v1/permissions/{seg}/members/auth$", self._auth_member, True),
             ("GET", r"^/open-apis/wiki/v2/spaces/get_node$", self._wiki_node, True),
         ]
@@ -454,7 +470,12 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
                 reply = self._error(fault.status, fault.code, fault.msg)
                 reply.headers.extend(fault.headers.items())
                 return reply
-            return self._route(rec)
+            reply = self._route(rec)
+            lost = self._take_rule(self._lost, rec) if reply.status < 400 else None
+        if lost is not None:
+            time.sleep(lost.hold_s)
+            return None
+        return reply
 
     def _route(self, rec: RecordedRequest) -> _Reply:
         """The endpoint's answer (called with the lock held)."""
@@ -466,7 +487,8 @@ class FakeFeishu(MessagesApi, BitableApi, DriveApi):
                 if needs_auth:
                     self._check_token(rec)
                 params = [unquote(g) for g in match.groups()]
-                return handler(rec, *params)
+                reply: _Reply = handler(rec, *params)
+                return reply
             except FeishuApiError as err:
                 return self._error(err.status, err.code, err.msg)
         return self._error(404, 404, f"404 page not found: {rec.method} {rec.path}")

@@ -197,6 +197,7 @@ class FakeApp:
     readable: bool = True
     owner: dict[str, str] = field(default_factory=dict)  # {member_type, member_id}
     members: list[dict[str, Any]] = field(default_factory=list)  # {member_type, member_id, perm, type, ...}
+    created_time: int = field(default_factory=lambda: int(time.time()))  # unix seconds, as Drive lists it
 
 
 @dataclass
@@ -233,6 +234,11 @@ class _Fault(_Rule):
 @dataclass
 class _Delay(_Rule):
     seconds: float = 0.0
+
+
+@dataclass
+class _LostAnswer(_Rule):
+    hold_s: float = 0.0  # how long the connection stays silent before it is dropped
 
 
 class _Reply:
