@@ -300,7 +300,7 @@ code=$?
 set -e
 sed 's/^/    /' "$scratch/nosettings.log" | tail -n 3
 [ "$code" -eq 2 ] || fail "exit code $code, expected 2"
-grep -q 'missing configuration: FEISHU_APP_ID' "$scratch/nosettings.log" || fail "no clear message naming FEISHU_APP_ID"
+grep -qE 'missing configuration[^:]*: FEISHU_APP_ID' "$scratch/nosettings.log" || fail "no clear message naming FEISHU_APP_ID"
 ok "exit 2, names the missing settings"
 
 # --- 8. the server: /health, uid, SIGTERM ------------------------------------------------------------------
