@@ -230,6 +230,7 @@ def build_bot(
         max_links=settings.max_links_per_message,
         max_screenshots=settings.max_screenshots,
         default_screenshots=settings.screenshot_mode,
+        insight_enabled=settings.insight_enabled,
     )
     if card_actions is None:
         card_actions = default_card_actions()

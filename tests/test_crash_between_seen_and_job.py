@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager, closing, suppress
 from pathlib import Path
 
 import httpx
@@ -24,7 +22,7 @@ import pytest
 from bot.inbound.dedupe import SeenStore
 from tests.support.events import EventFactory
 from tests.support.feishu import FakeFeishu
-from tests.test_server import ROOT, ServerProcess, free_port, server_env
+from tests.support.server_process import ServerProcess, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -35,26 +33,8 @@ def state_db(tmp_path: Path) -> sqlite3.Connection:
     return sqlite3.connect(tmp_path / "data" / "state.sqlite3", timeout=30, isolation_level=None)
 
 
-@contextmanager
-def served(tmp_path: Path, fake: FakeFeishu, events: EventFactory, port: int) -> Iterator[ServerProcess]:
-    env = server_env(tmp_path, fake, events, port)
-    env["DEDUPE_CLAIM_TIMEOUT_S"] = str(CLAIM_TIMEOUT_S)
-    with (tmp_path / "server.log").open("ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "server.py"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    running = ServerProcess(process, f"http://127.0.0.1:{port}", tmp_path / "server.log", fake, events)
-    try:
-        running.wait_until_ready()
-        yield running
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+def served(tmp_path: Path, fake: FakeFeishu, events: EventFactory) -> AbstractContextManager[ServerProcess]:
+    return running_server(tmp_path, fake, events, env={"DEDUPE_CLAIM_TIMEOUT_S": str(CLAIM_TIMEOUT_S)})
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout_s: float = 30.0) -> None:
@@ -68,11 +48,10 @@ def test_a_redelivery_after_a_kill_between_the_claim_and_the_job_creates_the_job
     tmp_path: Path, fake_feishu: FakeFeishu
 ) -> None:
     events = EventFactory(app_id=fake_feishu.app_id)
-    port = free_port()
     headers, body = events.text("请分析 https://v.example.com/talk.mp4")
     message_id = events.payload_of(body)["event"]["message"]["message_id"]
 
-    with served(tmp_path, fake_feishu, events, port) as server:
+    with served(tmp_path, fake_feishu, events) as server:
         with closing(state_db(tmp_path)) as db:
             # A job insert that takes many seconds: 10^8 rows joined inside the trigger.
             db.execute("CREATE TABLE stall (x INTEGER)")
@@ -109,7 +88,7 @@ def test_a_redelivery_after_a_kill_between_the_claim_and_the_job_creates_the_job
     assert handled_at is None  # a claim, never finished
     assert fake_feishu.sent_messages == []
 
-    with served(tmp_path, fake_feishu, events, free_port()) as server:
+    with served(tmp_path, fake_feishu, events) as server:
         time.sleep(CLAIM_TIMEOUT_S)  # Feishu's first redelivery comes after 15 s; the claim is older than this
         response = httpx.post(server.url + "/webhook/event", headers=headers, content=body, timeout=30)
         assert (response.status_code, response.json()) == (200, {"msg": "ok"})

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,20 +14,12 @@ import pytest
 
 from tests.support.events import EventFactory
 from tests.support.feishu import FakeFeishu
+from tests.support.server_process import ROOT, ServerProcess, free_port, running_server, server_env
 
 pytestmark = pytest.mark.slow  # real processes: python server.py started and stopped
 
-ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("lark_oapi", "torch", "funasr", "cv2", "faster_whisper", "ctranslate2", "modelscope", "pandas", "openai")
 START_PATH_DONE = "start path done"
-# A bound on waiting for the process, not a performance claim: a loaded CI machine may be slow.
-STARTUP_BOUND_S = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def imported_modules(log_lines: list[str]) -> list[str]:
@@ -45,91 +33,12 @@ def imported_modules(log_lines: list[str]) -> list[str]:
     return names
 
 
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-    fake: FakeFeishu
-    events: EventFactory
-
-    def log_lines(self) -> list[str]:
-        return self.log_path.read_text(errors="replace").splitlines()
-
-    def wait_for_health(self) -> httpx.Response:
-        deadline = time.monotonic() + STARTUP_BOUND_S
-        while True:
-            assert self.process.poll() is None, "server exited:\n" + "\n".join(self.log_lines()[-30:])
-            try:
-                return httpx.get(self.url + "/health", timeout=5)
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def wait_until_ready(self) -> None:
-        """Poll with url_verification until the bot (SDK included) answers it."""
-        self.wait_for_health()
-        deadline = time.monotonic() + STARTUP_BOUND_S
-        while True:
-            headers, body = self.events.url_verification("ready?", sign=False)
-            response = httpx.post(self.url + "/webhook/event", headers=headers, content=body, timeout=30)
-            if response.status_code == 200:
-                assert response.json() == {"challenge": "ready?"}
-                return
-            assert response.status_code == 503, response.text
-            failed = httpx.get(self.url + "/health", timeout=5).status_code == 503
-            if failed or time.monotonic() > deadline:
-                tail = "\n".join(line for line in self.log_lines() if not line.startswith("import time:"))
-                raise AssertionError("the bot did not become ready:\n" + tail[-3000:])
-            time.sleep(0.1)
-
-
-def server_env(tmp_path: Path, fake: FakeFeishu, events: EventFactory, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEISHU_", "FC_"))}
-    env.update(
-        {
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
-            "FEISHU_APP_ID": fake.app_id,
-            "FEISHU_APP_SECRET": fake.app_secret,
-            "FEISHU_VERIFICATION_TOKEN": events.verification_token,
-            "FEISHU_ENCRYPT_KEY": events.encrypt_key,
-            "FEISHU_DOMAIN": fake.url,
-            "EVENT_MODE": "webhook",
-            "DATA_DIR": str(tmp_path / "data"),
-            "WORK_DIR": str(tmp_path / "work"),
-            "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
-
-
 @pytest.fixture
 def server(tmp_path: Path, fake_feishu: FakeFeishu) -> Iterator[ServerProcess]:
+    # Not waited for: the first test looks at what the process imported before /health answered.
     events = EventFactory(app_id=fake_feishu.app_id)
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-X", "importtime", "server.py"],
-            cwd=ROOT,
-            env=server_env(tmp_path, fake_feishu, events, port),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    running = ServerProcess(process, f"http://127.0.0.1:{port}", log_path, fake_feishu, events)
-    try:
+    with running_server(tmp_path, fake_feishu, events, python_flags=("-X", "importtime"), ready=False) as running:
         yield running
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def test_health_answers_before_any_heavy_import(server: ServerProcess) -> None:

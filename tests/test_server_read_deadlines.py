@@ -5,10 +5,7 @@ head, 10 s for the body), while a client that is slow but in time is still answe
 
 from __future__ import annotations
 
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +16,7 @@ import pytest
 from bot.config import Settings
 from tests.support.events import EventFactory
 from tests.support.feishu import FakeFeishu
-from tests.test_server import ROOT, ServerProcess, free_port, server_env
+from tests.support.server_process import ServerProcess, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -31,28 +28,8 @@ SLACK_S = 4.0
 
 @pytest.fixture
 def server(tmp_path: Path, fake_feishu: FakeFeishu) -> Iterator[ServerProcess]:
-    events = EventFactory(app_id=fake_feishu.app_id)
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "server.py"],
-            cwd=ROOT,
-            env=server_env(tmp_path, fake_feishu, events, port),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    running = ServerProcess(process, f"http://127.0.0.1:{port}", log_path, fake_feishu, events)
-    try:
-        running.wait_until_ready()
+    with running_server(tmp_path, fake_feishu, EventFactory(app_id=fake_feishu.app_id)) as running:
         yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class RawClient:

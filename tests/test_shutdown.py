@@ -26,8 +26,8 @@ import pytest
 from pipeline.jobs import Job, JobStatus, JobStore
 from tests.support.events import EventFactory
 from tests.support.feishu import FakeFeishu
+from tests.support.server_process import ROOT, ServerProcess, free_port, server_env
 from tests.support.webhook_harness import card_text
-from tests.test_server import ROOT, ServerProcess, free_port, server_env
 
 pytestmark = pytest.mark.slow  # real processes: python server.py started and stopped
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from bot import cards
 from bot.inbound.commands import FEISHU_HOSTS, MAX_TASK_NAME_CHARS, CommandRules, classify_link, find_links
 from bot.inbound.events import CardAction, CardActionReply
-from bot.inbound.insight_options import checked_preset
+from bot.inbound.insight_options import checked_preset, insight_off_notes
 from bot.inbound.intake import CardActionRouter, CardReplier, send_first_card_then_submit
 from bot.job.card_updater import CardSink
 from bot.job.record import JobResult
@@ -260,7 +260,8 @@ class CardActions:
             )
         with log_context(job_id=job.id):
             log.info("job queued from the task form: %d source(s)", len(spec.sources))
-        self._send_card_then_submit(job, cards.queued_card(job.id, spec, key=job.idempotency_key or ""))
+        notes = insight_off_notes(spec.options, insight_enabled=self._rules.insight_enabled)
+        self._send_card_then_submit(job, cards.queued_card(job.id, spec, key=job.idempotency_key or "", notes=notes))
         return _toast("已提交，开始排队分析。", "Submitted: the job is queued.", "success", card=submitted)
 
     def _spec_from_form(self, action: CardAction) -> JobSpec | UserText:

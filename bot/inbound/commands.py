@@ -77,6 +77,9 @@ class CommandRules:
     max_links: int = 20
     max_screenshots: int = 20
     default_screenshots: str = "scenes"
+    # Whether a task's preset and analysis request will be used (LLM_BASE_URL and LLM_MODEL set): they
+    # are read either way, and the queued card says so when they will not be.
+    insight_enabled: bool = True
 
 
 OPTIONS_EXAMPLE = UserText(

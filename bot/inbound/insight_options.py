@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pipeline.insight.models import INSIGHT_OFF_NOTE
 from pipeline.insight.presets import resolve_preset
+from pipeline.models import AnalysisOptions, UserText
 
 _REQUEST = re.compile(
     r"(?:分析要求|分析需求|\banalysis(?:\s+request)?|\bprompt)\s*[:：]\s*(?P<v>[^\n]*)", re.IGNORECASE
@@ -47,3 +49,17 @@ def checked_preset(name: str | None) -> str | None:
     if name is None or not name.strip():
         return None
     return resolve_preset(name).name
+
+
+def insight_off_notes(options: AnalysisOptions, *, insight_enabled: bool) -> tuple[UserText, ...]:
+    """What the queued card says when a task asks for a preset or an analysis request that nothing will
+    use (insight is off): the job still runs, but the user should not wait for an analysis that never
+    comes, and should know how to turn it on."""
+    if insight_enabled or not (options.preset or options.analysis_request):
+        return ()
+    return (
+        UserText(
+            zh=f"这个任务的预设/分析要求不会被使用。{INSIGHT_OFF_NOTE.zh}",
+            en=f"The preset / analysis request of this task will not be used. {INSIGHT_OFF_NOTE.en}",
+        ),
+    )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bot import cards
 from bot.inbound.commands import BadOptions, CommandRules, Help, NewJob, Nothing, parse_message
 from bot.inbound.events import CardAction, CardActionReply, IncomingMessage
+from bot.inbound.insight_options import insight_off_notes
 from bot.inbound.replied import RepliedMessages
 from bot.keys import first_card_uuid, job_key_for_message, reply_uuid
 from bot.metrics import BotMetrics
@@ -137,11 +138,14 @@ class Intake:
         with log_context(job_id=job.id):
             log.info("job queued: %d source(s), %d input(s) not used", len(spec.sources), len(spec.rejected))
 
+        def card() -> Mapping[str, Any]:  # built off the request path too
+            notes = self._queued_notes() if self._queued_notes else ()
+            notes += insight_off_notes(spec.options, insight_enabled=self._rules.insight_enabled)
+            return cards.queued_card(job.id, spec, key=job.idempotency_key or "", notes=notes)
+
         send_first_card_then_submit(
             job,
-            lambda: cards.queued_card(  # built off the request path too
-                job.id, spec, key=job.idempotency_key or "", notes=self._queued_notes() if self._queued_notes else ()
-            ),
+            card,
             outbox=self._outbox,
             replier=self._replier,
             store=self._store,

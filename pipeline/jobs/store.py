@@ -137,6 +137,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
+# Indexes added at every open, outside the versions above: a new version would make the previous code
+# refuse the file ("newer than this code knows"), while an extra index changes nothing it reads or
+# writes (SQLite keeps it up to date for any writer). Only ever ``IF NOT EXISTS`` indexes here.
+_UNVERSIONED_INDEXES: tuple[str, ...] = (
+    # A reply to a job's card (a follow-up question) finds its job by the card's message id.
+    "CREATE INDEX IF NOT EXISTS jobs_by_card_message ON jobs (card_message_id)",
+)
+
 
 class JobStore:
     """Jobs in a SQLite file. Thread-safe: one connection, one lock, one transaction per call.
@@ -208,6 +216,8 @@ class JobStore:
                 "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
                 (SCHEMA_COMPONENT, len(_MIGRATIONS)),
             )
+            for statement in _UNVERSIONED_INDEXES:
+                db.execute(statement)
 
     @staticmethod
     def _row_to_job(row: sqlite3.Row) -> Job:

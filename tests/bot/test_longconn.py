@@ -27,8 +27,8 @@ from tests.support import events
 from tests.support.events import EventFactory
 from tests.support.feishu import FakeFeishu
 from tests.support.feishu.ws import FakeLongConnection, make_frame
+from tests.support.server_process import ROOT, STARTUP_BOUND_S, free_port, server_env
 from tests.support.webhook_harness import WebhookClient, WebhookEnv, card_text, decoded, webhook_settings
-from tests.test_server import ROOT, STARTUP_BOUND_S, free_port, server_env
 
 RETRY_MIN_S = 0.2
 RETRY_MAX_S = 0.8

@@ -6,6 +6,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -400,3 +401,26 @@ def test_a_job_is_found_by_its_card_message_or_its_key(store: JobStore) -> None:
     assert by_key is not None and by_key.id == other.id
     assert store.find_by_card_message("om_unknown") is None and store.find_by_key("om_unknown") is None
     assert store.find_by_card_message("") is None and store.find_by_key("") is None
+
+
+def test_a_job_is_found_by_its_card_message_through_an_index_the_previous_version_can_read(tmp_path: Path) -> None:
+    # The file as main 882ad58 wrote it (schema version 1, no such index).
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes((Path(__file__).parents[1] / "fixtures" / "jobs_v1.sqlite3").read_bytes())
+    with JobStore(path) as s:
+        job, _ = s.create(make_spec())
+        s.set_card_message(job.id, "om_card_1")
+        assert s.find_by_card_message("om_card_1") == s.get(job.id)
+    with closing(sqlite3.connect(path)) as db:
+        plan = " ".join(
+            str(row[-1])
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE card_message_id = ? ORDER BY created_at DESC LIMIT 1",
+                ("om_card_1",),
+            )
+        )
+        assert "USING INDEX jobs_by_card_message" in plan, plan
+        # Still version 1: the previous code opens the file rather than refusing a "newer" schema.
+        assert db.execute("SELECT version FROM schema_versions WHERE component = 'jobs'").fetchone() == (1,)
+    with JobStore(path) as again:  # opening it again adds nothing and loses nothing
+        assert again.find_by_card_message("om_card_1") is not None
