@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,13 +102,24 @@ def message_id_of(payload: dict[str, Any]) -> str:
     return message_id
 
 
+def connected_health(get: Any, timeout_s: float = 10.0) -> httpx.Response:
+    """``/health`` once it reports the connection up. The fake sees a connection as soon as it accepts
+    the socket, a moment before the bot's side has finished its handshake and says so."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        health: httpx.Response = get()
+        if health.json().get("long_connection", {}).get("connected") is True or time.monotonic() > deadline:
+            return health
+        time.sleep(0.02)
+
+
 # --- events and card clicks over the connection ---------------------------------------------------------
 
 
 def test_a_message_and_a_card_click_arrive_over_the_long_connection(
     app: WebhookClient, feishu_ws: FakeLongConnection, jobs: HeldJobs
 ) -> None:
-    health = app.http.get(app.url + "/health")
+    health = connected_health(lambda: app.http.get(app.url + "/health"))
     assert health.status_code == 200
     assert health.json()["long_connection"]["connected"] is True
 
@@ -191,7 +203,7 @@ def test_a_drop_mid_job_reconnects_and_nothing_is_lost_or_done_twice(
 
     feishu_ws.drop()  # the network cuts the socket while the job runs
     feishu_ws.wait_connected(count=2)
-    assert app.http.get(app.url + "/health").json()["long_connection"]["connected"] is True
+    assert connected_health(lambda: app.http.get(app.url + "/health")).json()["long_connection"]["connected"] is True
 
     # Feishu may push the same delivery again on the new connection (its ack could have been lost).
     again = feishu_ws.wait_for_ack(feishu_ws.send_event(payload, message_id=frame_id), count=2)
@@ -352,7 +364,7 @@ def test_the_real_process_needs_no_webhook_secrets_and_stops_cleanly_on_sigterm(
     try:
         feishu_ws.wait_connected(timeout=STARTUP_BOUND_S)
         url = f"http://{env['HOST']}:{env['PORT']}"
-        health = httpx.get(url + "/health", timeout=5)
+        health = connected_health(lambda: httpx.get(url + "/health", timeout=5))
         assert health.status_code == 200 and health.json()["long_connection"]["connected"] is True
 
         payload = events.text_message("https://v.example.com/a.mp4", app_id=fake_feishu.app_id)
